@@ -1,0 +1,27 @@
+# The two commands of the quick start, each setting up what it needs in a local .venv:
+#   make demo   train a small model with the library and print the loss falling
+#   make test   run the whole test suite (Hypothesis profile `ci`)
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: test demo lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(PY) -m minitransformer demo
+
+lint: $(STAMP)
+	$(PY) -m ruff check minitransformer kernels tests benchmarks
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,97 @@
+"""GELU, exact and tanh-approximated: forward and backward, plus the error function it needs.
+
+    exact:  gelu(x) = x * Phi(x),  Phi(x) = (1 + erf(x / sqrt 2)) / 2
+            gelu'(x) = Phi(x) + x * phi(x),  phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
+    tanh:   gelu(x) = x/2 * (1 + tanh(u)),  u = sqrt(2/pi) * (x + 0.044715 x^3)
+            gelu'(x) = (1 + t)/2 + x/2 * (1 - t^2) * sqrt(2/pi) * (1 + 3 * 0.044715 x^2),  t = tanh(u)
+
+NumPy has no vectorised erf, so `erf` below evaluates the rational approximations of Sun's fdlibm
+(s_erf.c, accurate to under 1 ulp in float64) with array operations: one polynomial pair per interval of
+|x|, selected with `where`. Inputs of any float dtype are evaluated in float64 and cast back, so float32
+results are correctly rounded.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ._xp import xp_of
+
+SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+GELU_TANH_C = 0.044715
+
+# fdlibm s_erf.c coefficients, lowest order first.
+_ERX = 8.45062911510467529297e-01
+_PP = (1.28379167095512558561e-01, -3.25042107247001499370e-01, -2.84817495755985104766e-02,
+       -5.77027029648944159157e-03, -2.37630166566501626084e-05)
+_QQ = (1.0, 3.97917223959155352819e-01, 6.50222499887672944485e-02, 5.08130628187576562776e-03,
+       1.32494738004321644526e-04, -3.96022827877536812320e-06)
+_PA = (-2.36211856075265944077e-03, 4.14856118683748331666e-01, -3.72207876035701323847e-01,
+       3.18346619901161753674e-01, -1.10894694282396677476e-01, 3.54783043256182359371e-02,
+       -2.16637559486879084300e-03)
+_QA = (1.0, 1.06420880400844228286e-01, 5.40397917702171048937e-01, 7.18286544141962662868e-02,
+       1.26171219808761642112e-01, 1.36370839120290507362e-02, 1.19844998467991074170e-02)
+_RA = (-9.86494403484714822705e-03, -6.93858572707181764372e-01, -1.05586262253232909814e+01,
+       -6.23753324503260060396e+01, -1.62396669462573470355e+02, -1.84605092906711035994e+02,
+       -8.12874355063065934246e+01, -9.81432934416914548592e+00)
+_SA = (1.0, 1.96512716674392571292e+01, 1.37657754143519042600e+02, 4.34565877475229228821e+02,
+       6.45387271733267880336e+02, 4.29008140027567833386e+02, 1.08635005541779435134e+02,
+       6.57024977031928170135e+00, -6.04244152148580987438e-02)
+_RB = (-9.86494292470009928597e-03, -7.99283237680523006574e-01, -1.77579549177547519889e+01,
+       -1.60636384855821916062e+02, -6.37566443368389627722e+02, -1.02509513161107724954e+03,
+       -4.83519191608651397019e+02)
+_SB = (1.0, 3.03380607434824582924e+01, 3.25792512996573918826e+02, 1.53672958608443695994e+03,
+       3.19985821950859553908e+03, 2.55305040643316442583e+03, 4.74528541206955367215e+02,
+       -2.24409524465858183362e+01)
+
+
+def _poly(coeffs: tuple[float, ...], z: Any) -> Any:
+    """Horner evaluation of sum(coeffs[i] * z**i)."""
+    acc = xp_of(z).full_like(z, coeffs[-1])
+    for c in coeffs[-2::-1]:
+        acc = acc * z + c
+    return acc
+
+
+def erf(x: Any) -> Any:
+    """The error function, elementwise, in float64 (any array module)."""
+    xp = xp_of(x)
+    x = x.astype(xp.float64, copy=False)
+    ax = xp.minimum(xp.abs(x), 6.0)  # erf(|x| >= 6) == 1 in float64; clamping keeps every branch finite
+    z = ax * ax
+    small = ax * (1.0 + _poly(_PP, z) / _poly(_QQ, z))                     # |x| < 0.84375
+    s = ax - 1.0
+    mid = _ERX + _poly(_PA, s) / _poly(_QA, s)                              # 0.84375 <= |x| < 1.25
+    with_tail = xp.maximum(ax, 1.25)                                        # keep 1/x^2 finite below 1.25
+    w = 1.0 / (with_tail * with_tail)
+    ratio = xp.where(with_tail < 1.0 / 0.35, _poly(_RA, w) / _poly(_SA, w), _poly(_RB, w) / _poly(_SB, w))
+    # erfc(x) = exp(-x^2 - 0.5625 + R/S) / x for 1.25 <= |x| < 6; erf = 1 - erfc, and 1 beyond 6.
+    tail = 1.0 - xp.exp(-with_tail * with_tail - 0.5625 + ratio) / with_tail
+    out = xp.where(ax < 0.84375, small, xp.where(ax < 1.25, mid, xp.where(ax < 6.0, tail, 1.0)))
+    return xp.where(xp.isnan(x), x, xp.copysign(out, x))
+
+
+def gelu_forward(x: Any, approximate: str = "none") -> Any:
+    """x: any shape -> gelu(x), same shape and dtype."""
+    xp = xp_of(x)
+    if approximate == "tanh":
+        u = SQRT_2_OVER_PI * (x + GELU_TANH_C * x * x * x)
+        return 0.5 * x * (1.0 + xp.tanh(u))
+    cdf = 0.5 * (1.0 + erf(x * INV_SQRT_2))
+    return (x * cdf).astype(x.dtype, copy=False)
+
+
+def gelu_backward(dy: Any, x: Any, approximate: str = "none") -> Any:
+    """dy, x: same shape -> dx = dy * gelu'(x)."""
+    xp = xp_of(x)
+    if approximate == "tanh":
+        x2 = x * x
+        t = xp.tanh(SQRT_2_OVER_PI * (x + GELU_TANH_C * x2 * x))
+        du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_TANH_C * x2)
+        return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
+    cdf = 0.5 * (1.0 + erf(x * INV_SQRT_2))
+    pdf = INV_SQRT_2PI * xp.exp(-0.5 * x.astype(xp.float64, copy=False) ** 2)
+    return (dy * (cdf + x * pdf)).astype(x.dtype, copy=False)

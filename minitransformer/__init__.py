@@ -1,0 +1,83 @@
+"""minitransformer: a from-scratch Transformer library. `import minitransformer as mt`.
+
+The top-level namespace mirrors `torch`: tensors and their creation functions, the differentiable ops,
+grad-mode switches, seeding and dtypes; `mt.nn` holds modules and `mt.nn.functional` the stateless ops.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+
+def _mount_kernels() -> None:
+    """Make `minitransformer.kernels` importable from a source checkout.
+
+    An installed wheel holds the kernels at minitransformer/kernels (pyproject's package-dir maps the
+    top-level kernels/ folder there). In a checkout kernels/ sits beside this package, so it is
+    registered under the same name; nothing is ever importable as a bare `kernels`.
+    """
+    name = __name__ + ".kernels"
+    if name in sys.modules or importlib.util.find_spec(name) is not None:
+        return
+    src = Path(__file__).resolve().parent.parent / "kernels" / "__init__.py"
+    spec = importlib.util.spec_from_file_location(name, src, submodule_search_locations=[str(src.parent)])
+    if spec is None or spec.loader is None or not src.is_file():
+        raise ImportError(f"minitransformer.kernels not found (looked for {src})")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+
+
+_mount_kernels()
+
+from . import backend, nn, ops  # noqa: E402
+from . import methods as _methods  # noqa: E402,F401  (binds ops to Tensor)
+from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled  # noqa: E402
+from .creation import (  # noqa: E402
+    arange,
+    as_tensor,
+    empty,
+    empty_like,
+    eye,
+    from_numpy,
+    full,
+    full_like,
+    linspace,
+    multinomial,
+    ones,
+    ones_like,
+    rand,
+    rand_like,
+    randint,
+    randn,
+    randn_like,
+    randperm,
+    tensor,
+    zeros,
+    zeros_like,
+)
+from .dtypes import (  # noqa: E402
+    ALIASES as _ALIASES,
+)
+from .dtypes import (
+    bool_,
+    double,
+    float16,
+    float32,
+    float64,
+    get_default_dtype,
+    half,
+    int32,
+    int64,
+    long,
+    set_default_dtype,
+    uint8,
+)
+from .ops import *  # noqa: E402,F403
+from .random import get_rng_state, manual_seed, set_rng_state  # noqa: E402
+from .tensor import Tensor  # noqa: E402
+
+globals().update(_ALIASES)  # mt.float (float32), mt.int (int32), mt.bool, as torch spells them
+__version__ = "0.1.0"

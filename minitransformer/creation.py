@@ -1,0 +1,166 @@
+"""Making tensors: from data (`tensor`, `from_numpy`), filled (`zeros`, `ones`, `full`, `empty`,
+`arange`, `linspace`, `eye`), random (`randn`, `rand`, `randint`, `randperm`) and the `*_like` forms.
+
+Every function takes PyTorch's keyword arguments `dtype`, `device` and `requires_grad`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import random as _random
+from .dtypes import get_default_dtype
+from .ops.base import shape_arg
+from .tensor import Tensor, to_array
+from .xp import cupy_module, normalize_device, to_device
+
+
+def _finish(arr: Any, device: Any, requires_grad: bool) -> Tensor:
+    if device is not None:
+        arr = to_device(arr, normalize_device(device))
+    return Tensor(arr, requires_grad=requires_grad)
+
+
+def _xp(device: Any) -> Any:
+    return cupy_module() if normalize_device(device) == "cuda" else np
+
+
+def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """A new tensor holding a copy of `data` (nested lists, scalars, arrays or a Tensor).
+    Python floats become the default dtype (float32); NumPy arrays keep their dtype."""
+    arr = to_array(data, dtype=dtype)
+    if isinstance(data, Tensor) or hasattr(data, "dtype"):
+        arr = arr.copy()  # tensor() always copies, as torch.tensor
+    return _finish(arr, device, requires_grad)
+
+
+def as_tensor(data: Any, dtype: Any = None, device: Any = None) -> Tensor:
+    """Like `tensor` but without copying when `data` is already an array of that dtype."""
+    if isinstance(data, Tensor) and dtype is None and device is None:
+        return data
+    return _finish(to_array(data, dtype=dtype), device, False)
+
+
+def from_numpy(array: np.ndarray) -> Tensor:
+    """A tensor that shares memory with a NumPy array."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy expects a numpy.ndarray, got {type(array).__name__}")
+    return Tensor(array)
+
+
+def _dtype(dtype: Any) -> np.dtype:
+    return get_default_dtype() if dtype is None else np.dtype(dtype)
+
+
+def zeros(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    return Tensor(_xp(device).zeros(shape_arg(size), dtype=_dtype(dtype)), requires_grad=requires_grad)
+
+
+def ones(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    return Tensor(_xp(device).ones(shape_arg(size), dtype=_dtype(dtype)), requires_grad=requires_grad)
+
+
+def empty(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    return Tensor(_xp(device).empty(shape_arg(size), dtype=_dtype(dtype)), requires_grad=requires_grad)
+
+
+def full(size: Any, fill_value: Any, dtype: Any = None, device: Any = None,
+         requires_grad: bool = False) -> Tensor:
+    if dtype is None:
+        dtype = to_array(fill_value).dtype
+    return Tensor(_xp(device).full(shape_arg((size,)), fill_value, dtype=np.dtype(dtype)),
+                  requires_grad=requires_grad)
+
+
+def arange(start: Any, end: Any = None, step: Any = 1, dtype: Any = None, device: Any = None,
+           requires_grad: bool = False) -> Tensor:
+    """Values from start (inclusive) to end (exclusive); int64 for integer arguments, as PyTorch."""
+    if end is None:
+        start, end = 0, start
+    if dtype is None:
+        is_float = any(isinstance(v, float) for v in (start, end, step))
+        dtype = get_default_dtype() if is_float else np.int64
+    return Tensor(_xp(device).arange(start, end, step, dtype=np.dtype(dtype)), requires_grad=requires_grad)
+
+
+def linspace(start: float, end: float, steps: int, dtype: Any = None, device: Any = None,
+             requires_grad: bool = False) -> Tensor:
+    return Tensor(_xp(device).linspace(start, end, steps, dtype=_dtype(dtype)), requires_grad=requires_grad)
+
+
+def eye(n: int, m: int | None = None, dtype: Any = None, device: Any = None,
+        requires_grad: bool = False) -> Tensor:
+    return Tensor(_xp(device).eye(n, m, dtype=_dtype(dtype)), requires_grad=requires_grad)
+
+
+def randn(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """Standard normal samples from the global generator (seed it with `manual_seed`)."""
+    return _finish(_random.randn_array(shape_arg(size), _dtype(dtype)), device, requires_grad)
+
+
+def rand(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """Uniform samples in [0, 1)."""
+    return _finish(_random.rand_array(shape_arg(size), _dtype(dtype)), device, requires_grad)
+
+
+def randint(low: int, high: int | None = None, size: Any = (), dtype: Any = None,
+            device: Any = None) -> Tensor:
+    """Integers in [low, high) (or [0, low) when high is omitted); int64 unless dtype says otherwise."""
+    if high is None:
+        low, high = 0, low
+    arr = _random.generator().integers(low, high, size=shape_arg((size,)), dtype=np.int64)
+    return _finish(arr.astype(np.dtype(dtype or np.int64), copy=False), device, False)
+
+
+def randperm(n: int, dtype: Any = None, device: Any = None) -> Tensor:
+    return _finish(_random.generator().permutation(n).astype(np.dtype(dtype or np.int64)), device, False)
+
+
+def multinomial(input: Tensor, num_samples: int, replacement: bool = False) -> Tensor:
+    """Draw indices from the rows of `input` (non-negative weights, (C,) or (B, C)) -> int64."""
+    probs = to_device(input.data, "cpu").astype(np.float64)
+    rows = probs.reshape(-1, probs.shape[-1])
+    if np.any(rows < 0) or not np.all(np.isfinite(rows)):
+        raise ValueError("multinomial: weights must be finite and non-negative")
+    rng = _random.generator()
+    out = np.empty((rows.shape[0], num_samples), dtype=np.int64)
+    for i, row in enumerate(rows):
+        total = row.sum()
+        if total <= 0:
+            raise ValueError("multinomial: each row needs a positive sum of weights")
+        out[i] = rng.choice(row.size, size=num_samples, replace=replacement, p=row / total)
+    out = out.reshape(*probs.shape[:-1], num_samples)
+    return _finish(out, input.device, False)
+
+
+def _like(fn: Any, input: Tensor, dtype: Any, device: Any, requires_grad: bool) -> Tensor:
+    return fn(*input.shape, dtype=input.dtype if dtype is None else dtype,
+              device=input.device if device is None else device, requires_grad=requires_grad)
+
+
+def zeros_like(input: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    return _like(zeros, input, dtype, device, requires_grad)
+
+
+def ones_like(input: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    return _like(ones, input, dtype, device, requires_grad)
+
+
+def empty_like(input: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    return _like(empty, input, dtype, device, requires_grad)
+
+
+def randn_like(input: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    return _like(randn, input, dtype, device, requires_grad)
+
+
+def rand_like(input: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    return _like(rand, input, dtype, device, requires_grad)
+
+
+def full_like(input: Tensor, fill_value: Any, dtype: Any = None, device: Any = None,
+              requires_grad: bool = False) -> Tensor:
+    return full(input.shape, fill_value, dtype=input.dtype if dtype is None else dtype,
+                device=input.device if device is None else device, requires_grad=requires_grad)

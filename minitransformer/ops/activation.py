@@ -1,0 +1,105 @@
+"""Activations and normalised exponentials: relu, gelu, softmax, log_softmax.
+
+gelu, softmax and log_softmax are hot ops: their math lives in the kernels (one forward/backward pair per
+backend, chosen by `minitransformer.backend`); the classes here only adapt tensors and dims to the
+kernels' last-axis convention.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import backend
+from ..autograd import Function
+from ..tensor import Tensor
+from ..xp import array_module
+from .base import norm_dim
+
+
+class ReLU(Function):
+    saves_inputs = ()
+    saves_output = True
+
+    def forward(self, x):
+        self.out = array_module(x).maximum(x, 0)
+        return self.out
+
+    def backward(self, dout):
+        return (dout * (self.out > 0),)  # gradient 0 at x == 0, as PyTorch
+
+
+def relu(input: Tensor) -> Tensor:
+    return ReLU.apply(input)
+
+
+class GELU(Function):
+    def forward(self, x, approximate):
+        self.x, self.approximate = x, approximate
+        return backend.kernel("gelu_forward")(x, approximate)
+
+    def backward(self, dout):
+        return (backend.kernel("gelu_backward")(dout, self.x, self.approximate),)
+
+
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:
+    """x * Phi(x) (approximate='none') or its tanh approximation (approximate='tanh')."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    if input.dtype.kind != "f":
+        raise TypeError(f"gelu: expected a floating tensor, got {input.dtype}")
+    return GELU.apply(input, approximate=approximate)
+
+
+class _LastAxis(Function):
+    """Runs a last-axis kernel pair on any `dim` by moving that dim last and back (views, no copy)."""
+
+    saves_inputs = ()
+    saves_output = True
+    name = ""
+
+    def forward(self, x, dim):
+        xp = array_module(x)
+        self.dim = dim
+        last = dim == x.ndim - 1 or x.ndim == 0
+        xm = x if last else xp.moveaxis(x, dim, -1)
+        out = backend.kernel(self.name + "_forward")(xm)
+        self.out = out
+        return out if last else xp.moveaxis(out, -1, dim)
+
+    def backward(self, dout):
+        xp = array_module(dout)
+        last = self.dim == dout.ndim - 1 or dout.ndim == 0
+        g = dout if last else xp.moveaxis(dout, self.dim, -1)
+        dx = backend.kernel(self.name + "_backward")(g, self.out)
+        return (dx if last else xp.moveaxis(dx, -1, self.dim),)
+
+
+class Softmax(_LastAxis):
+    name = "softmax"
+
+
+class LogSoftmax(_LastAxis):
+    name = "log_softmax"
+
+
+def _softmax_like(cls: type[_LastAxis], input: Tensor, dim: int | None, dtype: Any, op: str) -> Tensor:
+    if dim is None:
+        raise TypeError(f"{op}: pass dim explicitly (PyTorch's implicit choice of dim is deprecated)")
+    if dtype is not None:
+        input = input.to(dtype)
+    if input.dtype.kind != "f":
+        raise TypeError(f"{op}: expected a floating tensor, got {input.dtype}")
+    if input.ndim == 0:
+        input = input.reshape(1)
+        return cls.apply(input, dim=0).reshape(())
+    return cls.apply(input, dim=norm_dim(dim, input.ndim, op))
+
+
+def softmax(input: Tensor, dim: int | None = None, dtype: Any = None) -> Tensor:
+    """exp(x) / sum(exp(x)) along `dim`; finite for logits of any magnitude."""
+    return _softmax_like(Softmax, input, dim, dtype, "softmax")
+
+
+def log_softmax(input: Tensor, dim: int | None = None, dtype: Any = None) -> Tensor:
+    """x - logsumexp(x) along `dim`; finite where softmax underflows to zero."""
+    return _softmax_like(LogSoftmax, input, dim, dtype, "log_softmax")
