@@ -79,7 +79,7 @@ def main(steps: int = 3000, context: int = 8, emb: int = 16, hidden: int = 256, 
         with mt.no_grad():
             for p in params.values():
                 p -= lr * p.grad
-        if step % 500 == 0:
+        if step % 500 == 0 or step == steps:
             with mt.no_grad():
                 val = loss_fn(Xva[:4000], Yva[:4000]).item()
             print(f"step {step:5d}: train loss {loss.item():.4f}, val loss {val:.4f} "

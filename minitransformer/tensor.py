@@ -234,6 +234,12 @@ class Tensor:
                 dtype, device = a.dtype, a.device
             elif isinstance(a, str) and (a == "cpu" or a.startswith("cuda")):
                 device = a
+            elif isinstance(a, str):
+                try:
+                    dtype = np.dtype(a)
+                except TypeError:
+                    raise ValueError(f"to(): {a!r} is neither a dtype nor a known device "
+                                     "('cpu' or 'cuda')") from None
             else:
                 dtype = a
         out = self

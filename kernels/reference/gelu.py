@@ -4,6 +4,9 @@
             gelu'(x) = Phi(x) + x * phi(x),  phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
     tanh:   gelu(x) = x/2 * (1 + tanh(u)),  u = sqrt(2/pi) * (x + 0.044715 x^3)
             gelu'(x) = (1 + t)/2 + x/2 * (1 - t^2) * sqrt(2/pi) * (1 + 3 * 0.044715 x^2),  t = tanh(u)
+            Computed as x * s with s = (1 + tanh u)/2 = sigmoid(2u) = 1 / (1 + exp(-2u)): for very
+            negative x, 1 + tanh(u) cancels catastrophically in float32, while 1 / (1 + exp(-2u)) keeps
+            full relative precision (and 1 - t^2 = 4 s (1 - s)).
 
 NumPy has no vectorised erf, so `erf` below evaluates the rational approximations of Sun's fdlibm
 (s_erf.c, accurate to under 1 ulp in float64) with array operations: one polynomial pair per interval of
@@ -74,12 +77,18 @@ def erf(x: Any) -> Any:
     return xp.where(xp.isnan(x), x, xp.copysign(out, x))
 
 
+def _tanh_gate(x: Any) -> Any:
+    """s = (1 + tanh(u)) / 2 = 1 / (1 + exp(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3)."""
+    xp = xp_of(x)
+    u2 = (2.0 * SQRT_2_OVER_PI) * (x + GELU_TANH_C * x * x * x)
+    e = xp.exp(-xp.abs(u2))  # exp of a non-positive number: no overflow
+    return xp.where(u2 >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
 def gelu_forward(x: Any, approximate: str = "none") -> Any:
     """x: any shape -> gelu(x), same shape and dtype."""
-    xp = xp_of(x)
     if approximate == "tanh":
-        u = SQRT_2_OVER_PI * (x + GELU_TANH_C * x * x * x)
-        return 0.5 * x * (1.0 + xp.tanh(u))
+        return x * _tanh_gate(x)
     cdf = 0.5 * (1.0 + erf(x * INV_SQRT_2))
     return (x * cdf).astype(x.dtype, copy=False)
 
@@ -88,10 +97,9 @@ def gelu_backward(dy: Any, x: Any, approximate: str = "none") -> Any:
     """dy, x: same shape -> dx = dy * gelu'(x)."""
     xp = xp_of(x)
     if approximate == "tanh":
-        x2 = x * x
-        t = xp.tanh(SQRT_2_OVER_PI * (x + GELU_TANH_C * x2 * x))
-        du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_TANH_C * x2)
-        return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
+        s = _tanh_gate(x)
+        du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_TANH_C * x * x)
+        return dy * (s + 2.0 * x * s * (1.0 - s) * du)
     cdf = 0.5 * (1.0 + erf(x * INV_SQRT_2))
     pdf = INV_SQRT_2PI * xp.exp(-0.5 * x.astype(xp.float64, copy=False) ** 2)
     return (dy * (cdf + x * pdf)).astype(x.dtype, copy=False)

@@ -72,6 +72,20 @@ class Var(Function):
         return (g * (2.0 / self.denom) * self.centered,)
 
 
+class Std(Var):
+    """sqrt(var); dx = dout * (x - mean) / ((n - correction) * std), and 0 where std == 0 (as PyTorch)."""
+
+    def forward(self, x, axes, correction, keepdim):
+        self.out = array_module(x).sqrt(super().forward(x, axes, correction, keepdim))
+        return self.out
+
+    def backward(self, dout):
+        xp = array_module(dout)
+        with quiet(dout):
+            scale = xp.where(self.out == 0, 0, dout / (self.denom * self.out))
+        return (_expand(scale, self.shape, self.axes, self.keepdim) * self.centered,)
+
+
 def _count(shape: tuple[int, ...], axes: tuple[int, ...]) -> int:
     n = 1
     for a in axes:
@@ -162,9 +176,10 @@ def var(input: Tensor, dim: Dims = None, unbiased: bool | None = None, keepdim: 
 
 def std(input: Tensor, dim: Dims = None, unbiased: bool | None = None, keepdim: bool = False, *,
         correction: int | float | None = None) -> Tensor:
-    from .arith import sqrt
-
-    return sqrt(var(input, dim, unbiased, keepdim, correction=correction))
+    """Standard deviation, sqrt(var) with the same arguments."""
+    _float_input(input, "std")
+    return Std.apply(input, axes=norm_dims(dim, input.ndim, "std"),
+                     correction=_correction(unbiased, correction), keepdim=keepdim)
 
 
 class MaxMin(NamedTuple):

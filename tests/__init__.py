@@ -1,0 +1,1 @@
+"""minitransformer test suite (a package so helpers import as tests.<name>)."""
