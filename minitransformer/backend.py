@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 # kernel module (under minitransformer.kernels.reference) -> the kernel names it defines
-_REFERENCE_MODULES = ("softmax", "gelu")
+_REFERENCE_MODULES = ("softmax", "gelu", "layernorm", "crossentropy")
 _BACKENDS = ("numpy",)  # in order of preference for `auto`
 
 _tables: dict[str, dict[str, Callable[..., Any]]] = {}

@@ -55,7 +55,8 @@ _METHODS: dict[str, Any] = {
     # reductions
     "sum": ops.sum, "mean": ops.mean, "var": ops.var, "std": ops.std, "max": ops.max, "min": ops.min,
     "amax": ops.amax, "amin": ops.amin, "logsumexp": ops.logsumexp, "softmax": ops.softmax,
-    "log_softmax": ops.log_softmax, "argmax": ops.argmax, "argmin": ops.argmin, "all": _all, "any": _any,
+    "log_softmax": ops.log_softmax, "argmax": ops.argmax, "argmin": ops.argmin, "topk": ops.topk,
+    "all": _all, "any": _any,
     # linear algebra and shapes
     "matmul": ops.matmul, "reshape": ops.reshape, "view": ops.view, "transpose": ops.transpose,
     "permute": ops.permute, "unsqueeze": ops.unsqueeze, "squeeze": ops.squeeze, "expand": ops.expand,

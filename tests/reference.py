@@ -68,3 +68,64 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if b.ndim == 1:
         out = out[..., 0]
     return out
+
+
+def layer_norm(x: np.ndarray, n_norm: int, weight=None, bias=None, eps: float = 1e-5) -> np.ndarray:
+    axes = tuple(range(x.ndim - n_norm, x.ndim))
+    mu = x.mean(axis=axes, keepdims=True)
+    var = ((x - mu) ** 2).mean(axis=axes, keepdims=True)
+    y = (x - mu) / np.sqrt(var + eps)
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+def cross_entropy(logits, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    """Per PyTorch's documented formulas, one row at a time. logits (N, C); target (N,) ints or (N, C)."""
+    N, C = logits.shape
+    w = np.ones(C) if weight is None else weight
+    logp = np.array([row - row.max() - math.log(np.exp(row - row.max()).sum()) for row in logits])
+    losses, denom = [], 0.0
+    for n in range(N):
+        if target.ndim == 2:
+            p = target[n] * (1 - label_smoothing) + label_smoothing / C
+            losses.append(-sum(w[c] * p[c] * logp[n, c] for c in range(C)))
+            denom += 1
+            continue
+        t = int(target[n])
+        if t == ignore_index:
+            losses.append(0.0)
+            continue
+        nll = -w[t] * logp[n, t]
+        smooth = -sum(w[c] * logp[n, c] for c in range(C)) / C
+        losses.append((1 - label_smoothing) * nll + label_smoothing * smooth)
+        denom += w[t]
+    losses = np.array(losses)
+    if reduction == "none":
+        return losses
+    if reduction == "sum":
+        return losses.sum()
+    return losses.sum() / denom
+
+
+def attention(q, k, v, blocked=None, bias=None):
+    """softmax(q k^T / sqrt(E) + bias, with blocked positions excluded) v, one query row at a time;
+    a row with every key blocked gives zeros."""
+    scale = 1 / math.sqrt(q.shape[-1])
+    lead = q.shape[:-2]
+    out = np.zeros(lead + (q.shape[-2], v.shape[-1]))
+    for idx in np.ndindex(*lead):
+        for i in range(q.shape[-2]):
+            s = np.array([q[idx][i] @ k[idx][j] * scale for j in range(k.shape[-2])])
+            if bias is not None:
+                s = s + np.broadcast_to(bias, lead + (q.shape[-2], k.shape[-2]))[idx][i]
+            allowed = np.ones(k.shape[-2], bool)
+            if blocked is not None:
+                allowed = ~np.broadcast_to(blocked, lead + (q.shape[-2], k.shape[-2]))[idx][i]
+            if not allowed.any():
+                continue
+            e = np.where(allowed, np.exp(s - s[allowed].max()), 0.0)
+            out[idx][i] = (e / e.sum()) @ v[idx]
+    return out

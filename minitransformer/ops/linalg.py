@@ -71,3 +71,41 @@ def matmul(input: Any, other: Any) -> Tensor:
     if a.ndim > 2 and b.ndim > 2:
         broadcast_shape(sa[:-2], sb[:-2], "matmul (batch dimensions)")
     return MatMul.apply(a, b)
+
+
+class Linear(Function):
+    """out = x @ weight^T + bias for x (..., in), weight (out, in), bias (out,) in one node:
+    dx = dout @ weight, dweight = dout^T @ x and dbias = sum(dout) over all rows (batch folded in)."""
+
+    def forward(self, x, weight, bias=None):
+        self.x, self.weight, self.has_bias = x, weight, bias is not None
+        x2 = x.reshape(-1, x.shape[-1])                            # (N, in), N = prod of leading dims
+        out = x2 @ weight.T
+        if bias is not None:
+            out += bias
+        return out.reshape(*x.shape[:-1], weight.shape[0])
+
+    def backward(self, dout):
+        g = dout.reshape(-1, dout.shape[-1])                       # (N, out)
+        need = [t.requires_grad for t in self.inputs]
+        dx = (g @ self.weight).reshape(self.x.shape) if need[0] else None
+        dweight = g.T @ self.x.reshape(-1, self.x.shape[-1]) if need[1] else None
+        if not self.has_bias:
+            return dx, dweight
+        return dx, dweight, (g.sum(axis=0) if need[2] else None)
+
+
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """input (..., in) @ weight (out, in)^T + bias (out,) -> (..., out)."""
+    if weight.ndim != 2:
+        raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got shape {weight.shape}")
+    x, w = operands(input, weight, "linear")
+    if x.ndim == 0 or x.shape[-1] != w.shape[1]:
+        raise ValueError(f"linear: input of shape {x.shape} does not match weight of shape {w.shape} "
+                         f"(expected last input dimension {w.shape[1]})")
+    if bias is None:
+        return Linear.apply(x, w)
+    _, b = operands(x, bias, "linear")
+    if b.shape != (w.shape[0],):
+        raise ValueError(f"linear: bias of shape {b.shape} does not match weight of shape {w.shape}")
+    return Linear.apply(x, w, b)

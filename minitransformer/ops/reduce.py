@@ -182,8 +182,8 @@ def std(input: Tensor, dim: Dims = None, unbiased: bool | None = None, keepdim: 
                      correction=_correction(unbiased, correction), keepdim=keepdim)
 
 
-class MaxMin(NamedTuple):
-    """What `max(dim)`/`min(dim)` return: (values, indices), as torch.return_types."""
+class ValuesIndices(NamedTuple):
+    """What `max(dim)`, `min(dim)` and `topk` return: (values, indices), as torch.return_types."""
 
     values: Tensor
     indices: Tensor
@@ -207,7 +207,7 @@ def _extreme(input: Tensor, dim: Any, keepdim: bool, largest: bool) -> Any:
     values = gather(input, d, Tensor(xp.expand_dims(idx, d)))
     if not keepdim:
         values = values.squeeze(d)
-    return MaxMin(values, Tensor(xp.expand_dims(idx, d) if keepdim else idx))
+    return ValuesIndices(values, Tensor(xp.expand_dims(idx, d) if keepdim else idx))
 
 
 def max(input: Tensor, dim: Any = None, keepdim: bool = False) -> Any:  # noqa: A001
@@ -250,3 +250,18 @@ def argmin(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Tens
     d = norm_dim(dim, input.ndim, "argmin")
     idx = xp.argmin(input.data, axis=d)
     return Tensor(xp.expand_dims(idx, d) if keepdim else idx)
+
+
+def topk(input: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> ValuesIndices:  # noqa: A002
+    """The k largest (or smallest) values along `dim`, in order, and their indices; values carry
+    gradients back to the positions they came from."""
+    d = norm_dim(dim, input.ndim, "topk")
+    n = input.shape[d] if input.ndim else 1
+    if not 0 <= k <= n:
+        raise ValueError(f"topk: k={k} is out of range for dimension {d} of size {n}")
+    xp = array_module(input.data)
+    order = xp.argsort(-input.data if largest else input.data, axis=d, kind="stable")
+    idx = xp.take(order, xp.arange(k), axis=d)
+    from .index import gather
+
+    return ValuesIndices(gather(input, d, Tensor(idx)), Tensor(idx))

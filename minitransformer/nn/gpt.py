@@ -1,0 +1,176 @@
+"""A decoder-only GPT with nanoGPT's structure, parameter names and initialisation, in dependency
+order: CausalSelfAttention -> MLP -> Block -> GPTConfig -> GPT. Shape letters: B batch, T time,
+C channels (n_embd), nh heads, hs head size, V vocabulary.
+
+A nanoGPT (or Hugging Face GPT-2, transposing its Conv1D weights) state_dict loads with
+`load_state_dict` under the same names: transformer.wte/wpe/h.{i}.ln_1/attn.c_attn/attn.c_proj/ln_2/
+mlp.c_fc/mlp.c_proj/ln_f, lm_head (tied to wte).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .. import creation
+from ..autograd import no_grad
+from ..ops import cat, topk
+from ..tensor import Tensor
+from . import functional as F
+from . import init
+from .layers import GELU, Dropout, Embedding, LayerNorm, Linear
+from .module import Module, ModuleDict, ModuleList
+
+
+class CausalSelfAttention(Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        if config.n_embd % config.n_head:
+            raise ValueError(f"n_embd {config.n_embd} must be divisible by n_head {config.n_head}")
+        self.c_attn = Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v for all heads
+        self.c_proj = Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.attn_dropout = Dropout(config.dropout)
+        self.resid_dropout = Dropout(config.dropout)
+        self.n_head, self.n_embd, self.dropout = config.n_head, config.n_embd, config.dropout
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, T, C = x.shape
+        nh, hs = self.n_head, C // self.n_head
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        q = q.view(B, T, nh, hs).transpose(1, 2)                 # (B, nh, T, hs)
+        k = k.view(B, T, nh, hs).transpose(1, 2)
+        v = v.view(B, T, nh, hs).transpose(1, 2)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
+                                           is_causal=True)      # (B, nh, T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)         # re-assemble the heads side by side
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.c_fc = Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.gelu = GELU()
+        self.c_proj = Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = Dropout(config.dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class Block(Module):
+    """Pre-LayerNorm residual block: x + attn(ln_1(x)), then + mlp(ln_2(x))."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+@dataclass
+class GPTConfig:
+    block_size: int = 1024
+    vocab_size: int = 50304  # GPT-2's 50257 rounded up to a multiple of 64
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.0
+    bias: bool = True  # biases in Linears and LayerNorms, as GPT-2; False is a bit better and faster
+
+
+class GPT(Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        if config.vocab_size <= 0 or config.block_size <= 0:
+            raise ValueError(f"vocab_size and block_size must be positive, got {config}")
+        self.config = config
+        self.transformer = ModuleDict(dict(
+            wte=Embedding(config.vocab_size, config.n_embd),
+            wpe=Embedding(config.block_size, config.n_embd),
+            drop=Dropout(config.dropout),
+            h=ModuleList([Block(config) for _ in range(config.n_layer)]),
+            ln_f=LayerNorm(config.n_embd, bias=config.bias),
+        ))
+        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
+        # weight tying: the output projection reuses the token embedding
+        self.transformer.wte.weight = self.lm_head.weight
+        self.apply(self._init_weights)
+        # GPT-2's scaled init of the projections that feed the residual stream
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: Module) -> None:
+        if isinstance(module, Linear):
+            init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, Embedding):
+            init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_parameters(self, non_embedding: bool = True) -> int:
+        """Parameter count; by default without the position embeddings (the token embedding counts,
+        because it is shared with lm_head), as nanoGPT reports it."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= self.transformer.wpe.weight.numel()
+        return n
+
+    def forward(self, idx: Any, targets: Any = None) -> tuple[Tensor, Tensor | None]:
+        """idx (B, T) token ids -> (logits, loss). With targets (B, T): logits (B, T, V) and the mean
+        cross-entropy (targets equal to -1 are ignored). Without: logits of the last position only,
+        (B, 1, V), and loss None (all that generation needs)."""
+        idx = idx if isinstance(idx, Tensor) else creation.tensor(idx)
+        if idx.ndim != 2:
+            raise ValueError(f"GPT expects token ids of shape (B, T), got {idx.shape}")
+        B, T = idx.shape
+        if T > self.config.block_size:
+            raise ValueError(f"cannot forward a sequence of length {T}: block_size is {self.config.block_size}")
+        pos = creation.arange(T, device=idx.device)                       # (T,)
+        tok_emb = self.transformer.wte(idx)                               # (B, T, C)
+        pos_emb = self.transformer.wpe(pos)                               # (T, C)
+        x = self.transformer.drop(tok_emb + pos_emb)
+        for block in self.transformer.h:
+            x = block(x)
+        x = self.transformer.ln_f(x)
+        if targets is not None:
+            logits = self.lm_head(x)                                      # (B, T, V)
+            t = targets if isinstance(targets, Tensor) else creation.tensor(targets)
+            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), t.view(-1), ignore_index=-1)
+            return logits, loss
+        return self.lm_head(x[:, -1:, :]), None                           # (B, 1, V)
+
+    def configure_optimizers(self, weight_decay: float, learning_rate: float,
+                             betas: tuple[float, float] = (0.9, 0.95)) -> Any:
+        """AdamW with weight decay on the 2-D weights only (matmuls and embeddings), as nanoGPT."""
+        from ..optim import AdamW, weight_decay_groups
+
+        return AdamW(weight_decay_groups(self, weight_decay), lr=learning_rate, betas=betas)
+
+    @no_grad()
+    def generate(self, idx: Any, max_new_tokens: int, temperature: float = 1.0,
+                 top_k: int | None = None) -> Tensor:
+        """Append max_new_tokens sampled tokens to idx (B, T), feeding each prediction back in; the
+        context is cropped to the last block_size tokens. Call model.eval() first if it has dropout."""
+        idx = idx if isinstance(idx, Tensor) else creation.tensor(idx)
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        for _ in range(max_new_tokens):
+            idx_cond = idx if idx.shape[1] <= self.config.block_size else idx[:, -self.config.block_size:]
+            logits, _ = self(idx_cond)
+            logits = logits[:, -1, :] / temperature                       # (B, V)
+            if top_k is not None:
+                v, _ = topk(logits, min(top_k, logits.shape[-1]))
+                logits = logits.masked_fill(logits < v[:, -1:], float("-inf"))
+            probs = F.softmax(logits, dim=-1)
+            idx_next = creation.multinomial(probs, 1)                     # (B, 1)
+            idx = cat([idx, idx_next], dim=1)
+        return idx

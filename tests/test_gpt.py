@@ -1,0 +1,101 @@
+"""The GPT: the golden test in llm.c's style (loss at init near ln(V), one batch overfit by AdamW),
+gradients by random projection, causality, and generation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import minitransformer as mt
+from minitransformer import nn
+
+from .gradcheck import directional_check
+
+TINY = nn.GPTConfig(block_size=16, vocab_size=32, n_layer=2, n_head=2, n_embd=32)
+
+
+def test_loss_at_init_is_near_ln_vocab_and_one_batch_is_overfit():
+    mt.manual_seed(1337)
+    model = nn.GPT(TINY)
+    rng = np.random.default_rng(0)
+    idx = mt.tensor(rng.integers(0, TINY.vocab_size, (4, 16)))
+    targets = mt.tensor(rng.integers(0, TINY.vocab_size, (4, 16)))
+    _, loss = model(idx, targets)
+    assert abs(loss.item() - math.log(TINY.vocab_size)) < 0.1
+    opt = model.configure_optimizers(weight_decay=0.0, learning_rate=3e-3, betas=(0.9, 0.99))
+    for _step in range(300):
+        _, loss = model(idx, targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if loss.item() < 0.05:
+            break
+    assert loss.item() < 0.05
+
+
+@given(n_layer=st.integers(1, 2), n_head=st.integers(1, 2), hs=st.integers(1, 3), T=st.integers(1, 5),
+       bias=st.booleans(), seed=st.integers(0, 1000))
+def test_gpt_gradients(n_layer, n_head, hs, T, bias, seed):
+    mt.manual_seed(seed)
+    cfg = nn.GPTConfig(block_size=5, vocab_size=7, n_layer=n_layer, n_head=n_head, n_embd=n_head * hs, bias=bias)
+    model = nn.GPT(cfg).double()
+    rng = np.random.default_rng(seed)
+    idx, tgt = rng.integers(0, 7, (2, T)), rng.integers(-1, 7, (2, T))
+    tgt[0, 0] = 3
+    directional_check(lambda: model(idx, tgt)[1], list(model.parameters()), seed=seed)
+
+
+def test_gpt_is_causal():
+    mt.manual_seed(0)
+    model = nn.GPT(TINY).eval()
+    rng = np.random.default_rng(1)
+    idx = rng.integers(0, 32, (2, 10))
+    logits, _ = model(idx, idx)
+    changed = idx.copy()
+    changed[:, 7:] = (changed[:, 7:] + 1) % 32
+    logits2, _ = model(changed, changed)
+    np.testing.assert_array_equal(logits2.numpy()[:, :7], logits.numpy()[:, :7])
+
+
+def test_parameter_names_and_count_follow_nanogpt():
+    model = nn.GPT(TINY)
+    names = list(model.state_dict())
+    assert names[:7] == ["transformer.wte.weight", "transformer.wpe.weight", "transformer.h.0.ln_1.weight",
+                         "transformer.h.0.ln_1.bias", "transformer.h.0.attn.c_attn.weight",
+                         "transformer.h.0.attn.c_attn.bias", "transformer.h.0.attn.c_proj.weight"]
+    assert names[-3:] == ["transformer.ln_f.weight", "transformer.ln_f.bias", "lm_head.weight"]
+    C, V, T, L = TINY.n_embd, TINY.vocab_size, TINY.block_size, TINY.n_layer
+    per_block = 2 * C + (3 * C * C + 3 * C) + (C * C + C) + 2 * C + (4 * C * C + 4 * C) + (4 * C * C + C)
+    assert model.num_parameters(non_embedding=False) == V * C + T * C + L * per_block + 2 * C
+    assert model.num_parameters() == V * C + L * per_block + 2 * C
+
+
+def test_weight_decay_groups_put_only_matrices_in_the_decay_group():
+    model = nn.GPT(TINY)
+    decay, no_decay = mt.optim.weight_decay_groups(model, 0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim < 2 for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def test_generate_crops_the_context_and_respects_top_k():
+    mt.manual_seed(3)
+    model = nn.GPT(nn.GPTConfig(block_size=4, vocab_size=9, n_layer=1, n_head=1, n_embd=8)).eval()
+    start = mt.tensor([[1, 2, 3], [4, 5, 6]])
+    out = model.generate(start, max_new_tokens=6, top_k=1)
+    assert out.shape == (2, 9) and out[:, :3].tolist() == start.tolist()
+    # top_k=1 is greedy: each new token is the argmax given the last block_size tokens
+    for t in range(3, 9):
+        ctx = out[:, max(0, t - 4):t]
+        logits, _ = model(ctx)
+        assert out[:, t].tolist() == logits[:, -1].argmax(dim=-1).tolist()
+    mt.manual_seed(5)
+    a = model.generate(start, 5, temperature=0.8).tolist()
+    mt.manual_seed(5)
+    assert model.generate(start, 5, temperature=0.8).tolist() == a
+    with pytest.raises(ValueError, match="block_size is 4"):
+        model(mt.zeros(1, 5, dtype=mt.int64))
