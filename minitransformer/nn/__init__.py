@@ -6,14 +6,21 @@ from .attention import MultiheadAttention
 from .gpt import GPT, MLP, Block, CausalSelfAttention, GPTConfig
 from .layers import (
     GELU,
+    CrossEntropyLoss,
     Dropout,
     Embedding,
     Identity,
     LayerNorm,
     LearnedPositionalEmbedding,
     Linear,
+    LogSoftmax,
+    MSELoss,
+    NLLLoss,
     ReLU,
+    Sigmoid,
     SinusoidalPositionalEncoding,
+    Softmax,
+    Tanh,
     sinusoidal_table,
 )
 from .module import IncompatibleKeys, Module, ModuleDict, ModuleList, Parameter, Sequential
@@ -26,9 +33,10 @@ from .transformer import (
 )
 
 __all__ = [
-    "GELU", "GPT", "MLP", "Block", "CausalSelfAttention", "Dropout", "Embedding", "GPTConfig", "Identity",
-    "IncompatibleKeys", "LayerNorm", "LearnedPositionalEmbedding", "Linear", "Module", "ModuleDict",
-    "ModuleList", "MultiheadAttention", "Parameter", "ReLU", "Sequential", "SinusoidalPositionalEncoding",
-    "Transformer", "TransformerDecoder", "TransformerDecoderLayer", "TransformerEncoder",
-    "TransformerEncoderLayer", "functional", "init", "sinusoidal_table", "utils",
+    "GELU", "GPT", "MLP", "Block", "CausalSelfAttention", "CrossEntropyLoss", "Dropout", "Embedding", "GPTConfig",
+    "Identity", "IncompatibleKeys", "LayerNorm", "LearnedPositionalEmbedding", "Linear", "LogSoftmax", "MSELoss",
+    "Module", "ModuleDict", "ModuleList", "MultiheadAttention", "NLLLoss", "Parameter", "ReLU", "Sequential",
+    "Sigmoid", "SinusoidalPositionalEncoding", "Softmax", "Tanh", "Transformer", "TransformerDecoder",
+    "TransformerDecoderLayer", "TransformerEncoder", "TransformerEncoderLayer", "functional", "init",
+    "sinusoidal_table", "utils",
 ]
