@@ -144,3 +144,34 @@ def test_positional_encodings():
     y = mt.zeros(2, 4, 6, requires_grad=True)
     learned(y).sum().backward()
     assert learned.weight.grad.numpy()[:4].tolist() == [[2.0] * 6] * 4 and not learned.weight.grad.numpy()[4:].any()
+
+
+@given(D=st.integers(1, 4), T=st.integers(1, 4), seed=st.integers(0, 1000), bias=st.booleans(),
+       approximate=st.sampled_from(["none", "tanh"]))
+def test_basic_modules_gradients(D, T, seed, bias, approximate):
+    """Embedding -> positions (learned and sinusoidal) -> Linear -> GELU -> LayerNorm -> Linear, checked as
+    one model by random projection."""
+    mt.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    emb, learned = nn.Embedding(5, D, padding_idx=0).double(), nn.LearnedPositionalEmbedding(4, D).double()
+    sinus = nn.SinusoidalPositionalEncoding(D, max_len=4, batch_first=True, dtype=mt.float64)
+    body = _float64(nn.Sequential(nn.Linear(D, 3, bias=bias), nn.GELU(approximate), nn.LayerNorm(3, bias=bias),
+                                  nn.Linear(3, 2)))
+    ids = rng.integers(1, 5, (2, T))
+    params = _params(emb) + _params(learned) + _params(body)
+    directional_check(lambda: body(sinus(learned(emb(ids)))), params, seed=seed)
+
+
+@given(norm_first=st.booleans(), seed=st.integers(0, 1000), T=st.integers(1, 4), S=st.integers(1, 4))
+def test_encoder_and_decoder_stacks_gradients(norm_first, seed, T, S):
+    mt.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    enc = _float64(nn.TransformerEncoder(nn.TransformerEncoderLayer(4, 2, 5, dropout=0.0, norm_first=norm_first,
+                                                                    activation="gelu"), 2, nn.LayerNorm(4)))
+    dec = _float64(nn.TransformerDecoder(nn.TransformerDecoderLayer(4, 1, 5, dropout=0.0, norm_first=norm_first,
+                                                                    activation="gelu"), 2))
+    src = mt.tensor(rng.standard_normal((S, 2, 4)), requires_grad=True)
+    tgt = mt.tensor(rng.standard_normal((T, 2, 4)), requires_grad=True)
+    causal = np.triu(np.ones((T, T), dtype=bool), 1)  # bool: True = may not attend
+    directional_check(lambda: dec(tgt, enc(src), tgt_mask=causal), _params(enc) + _params(dec) + [src, tgt],
+                      seed=seed)
