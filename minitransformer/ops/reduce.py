@@ -200,14 +200,13 @@ def _extreme(input: Tensor, dim: Any, keepdim: bool, largest: bool) -> Any:
             raise RuntimeError(f"{name}: the tensor is empty; give a dim or a non-empty tensor")
         return Extreme.apply(input, axes=None, keepdim=False, largest=largest)
     d = norm_dim(dim, input.ndim, name)
-    xp = array_module(input.data)
-    idx = (xp.argmax if largest else xp.argmin)(input.data, axis=d)
+    idx = _arg_extreme(input, d, True, largest)                       # keepdim: gather's index layout
     from .index import gather
 
-    values = gather(input, d, Tensor(xp.expand_dims(idx, d)))
-    if not keepdim:
-        values = values.squeeze(d)
-    return ValuesIndices(values, Tensor(xp.expand_dims(idx, d) if keepdim else idx))
+    values = gather(input, d, idx)
+    if keepdim:
+        return ValuesIndices(values, idx)
+    return ValuesIndices(values.squeeze(d), idx.squeeze(d))
 
 
 def max(input: Tensor, dim: Any = None, keepdim: bool = False) -> Any:  # noqa: A001
@@ -233,23 +232,24 @@ def logsumexp(input: Tensor, dim: Dims, keepdim: bool = False) -> Tensor:
     return LogSumExp.apply(input, axes=norm_dims(dim, input.ndim, "logsumexp"), keepdim=keepdim)
 
 
+def _arg_extreme(input: Tensor, dim: int | None, keepdim: bool, largest: bool) -> Tensor:
+    xp = array_module(input.data)
+    fn = xp.argmax if largest else xp.argmin
+    if dim is None:
+        return Tensor(xp.asarray(fn(input.data)))
+    d = norm_dim(dim, input.ndim, fn.__name__)
+    idx = fn(input.data, axis=d)
+    return Tensor(xp.expand_dims(idx, d) if keepdim else idx)
+
+
 def argmax(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
     """Index of the largest value (over the flattened tensor when dim is None). Not differentiable."""
-    xp = array_module(input.data)
-    if dim is None:
-        return Tensor(xp.asarray(xp.argmax(input.data)))
-    d = norm_dim(dim, input.ndim, "argmax")
-    idx = xp.argmax(input.data, axis=d)
-    return Tensor(xp.expand_dims(idx, d) if keepdim else idx)
+    return _arg_extreme(input, dim, keepdim, largest=True)
 
 
 def argmin(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
-    xp = array_module(input.data)
-    if dim is None:
-        return Tensor(xp.asarray(xp.argmin(input.data)))
-    d = norm_dim(dim, input.ndim, "argmin")
-    idx = xp.argmin(input.data, axis=d)
-    return Tensor(xp.expand_dims(idx, d) if keepdim else idx)
+    """Index of the smallest value (over the flattened tensor when dim is None). Not differentiable."""
+    return _arg_extreme(input, dim, keepdim, largest=False)
 
 
 def topk(input: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> ValuesIndices:  # noqa: A002
