@@ -1,71 +1,111 @@
-"""The backend table: for each hot op's kernel (`softmax_forward`, `gelu_backward`, ...), which
+"""The backend table: for each hot kernel (`softmax_forward`, `attention_backward`, ...), which
 implementation runs. This is the only module that imports `minitransformer.kernels`.
 
-Backends register a table `{kernel name: function}`; every backend offers the same names and signatures.
-`numpy` (kernels/reference) is always present and complete. The active backend is chosen with
-`use(name)` (a call or a context manager) or the environment variable MINITRANSFORMER_BACKEND; `auto`
-means the best available. A kernel the active backend lacks falls back to `numpy`.
+Backends offer the same kernel names and signatures:
+  numpy  kernels/reference, readable NumPy math for any array module; always present and complete.
+  numba  kernels/cpu, JIT-compiled CPU kernels; present when Numba is installed.
+The active choice is set with `use(name)` (a call or a context manager) or the environment variable
+MINITRANSFORMER_BACKEND: "numpy", "numba", or "auto" (the default), which picks for each kernel the
+backend that benchmarks/kernels.py measured fastest on this kind of device (`AUTO_ORDER` below).
+`describe()` prints the choice per kernel; `warmup()` compiles the Numba kernels up front.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
-# kernel module (under minitransformer.kernels.reference) -> the kernel names it defines
-_REFERENCE_MODULES = ("softmax", "gelu", "layernorm", "crossentropy")
-_BACKENDS = ("numpy",)  # in order of preference for `auto`
+# kernel file (same name in kernels/reference and kernels/cpu) -> backend modules are found from this list
+KERNEL_FILES = ("softmax", "gelu", "layernorm", "crossentropy", "attention", "adam")
+_PACKAGES = {"numpy": "minitransformer.kernels.reference", "numba": "minitransformer.kernels.cpu"}
+
+# What `auto` prefers on the CPU, per kernel file, fastest first (benchmarks/results/kernels-cpu.md).
+AUTO_ORDER: dict[str, tuple[str, ...]] = {name: ("numba", "numpy") for name in KERNEL_FILES}
 
 _tables: dict[str, dict[str, Callable[..., Any]]] = {}
+_resolved: dict[tuple[str, str], Callable[..., Any]] = {}
 _state = {"active": "auto"}
+
+
+_numba: dict[str, bool] = {}
+
+
+def _numba_available() -> bool:
+    """True when Numba imports; without it `auto` silently means numpy."""
+    if "ok" not in _numba:
+        try:
+            import numba  # noqa: F401, PLC0415
+
+            _numba["ok"] = True
+        except ImportError:
+            _numba["ok"] = False
+    return _numba["ok"]
+
+
+def available() -> list[str]:
+    """Backends that can run on this machine."""
+    return ["numpy"] + (["numba"] if _numba_available() else [])
 
 
 def _load(backend: str) -> dict[str, Callable[..., Any]]:
     table = _tables.get(backend)
     if table is None:
-        if backend != "numpy":
-            raise ValueError(f"unknown backend {backend!r}; available: {', '.join(available())}")
+        if backend not in _PACKAGES:
+            raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(['auto', *_PACKAGES])}")
+        if backend not in available():
+            raise ValueError(f"backend {backend!r} is not available: Numba is not installed "
+                             "(pip install 'minitransformer[numba]')")
         table = {}
-        for mod_name in _REFERENCE_MODULES:
-            mod = importlib.import_module(f"minitransformer.kernels.reference.{mod_name}")
+        for file in KERNEL_FILES:
+            mod = importlib.import_module(f"{_PACKAGES[backend]}.{file}")
             for name in dir(mod):
-                if name.endswith(("_forward", "_backward")):
+                if name.endswith(("_forward", "_backward", "_update")) and not name.startswith("_"):
                     table[name] = getattr(mod, name)
         _tables[backend] = table
     return table
 
 
-def available() -> list[str]:
-    """Backends that can run on this machine."""
-    return list(_BACKENDS)
+def _file_of(kernel_name: str) -> str:
+    fn = _load("numpy").get(kernel_name)
+    if fn is None:
+        raise KeyError(f"no kernel named {kernel_name!r}")
+    return fn.__module__.rsplit(".", 1)[-1]
 
 
-def current() -> str:
-    """The backend that `auto` resolves to, or the one chosen by `use`."""
-    name = _state["active"]
-    return _BACKENDS[0] if name == "auto" else name
+def _choose(kernel_name: str) -> str:
+    active = _state["active"]
+    if active != "auto":
+        return active if kernel_name in _load(active) else "numpy"
+    for backend in AUTO_ORDER.get(_file_of(kernel_name), ("numpy",)):
+        if backend in available() and kernel_name in _load(backend):
+            return backend
+    return "numpy"
 
 
 def kernel(name: str) -> Callable[..., Any]:
-    """The implementation of kernel `name` in the active backend (falling back to numpy)."""
-    table = _load(current())
-    fn = table.get(name)
+    """The implementation of kernel `name` that the active choice selects."""
+    key = (_state["active"], name)
+    fn = _resolved.get(key)
     if fn is None:
-        fn = _load("numpy").get(name)
-        if fn is None:
-            raise KeyError(f"no kernel named {name!r}")
+        fn = _load(_choose(name))[name]
+        _resolved[key] = fn
     return fn
 
 
+def current() -> str:
+    """The active setting: 'auto', 'numpy' or 'numba'."""
+    return _state["active"]
+
+
 class use:
-    """Select a backend: `mt.backend.use("numpy")`, or `with mt.backend.use("numpy"): ...`."""
+    """Select a backend: `mt.backend.use("numba")`, or `with mt.backend.use("numpy"): ...`."""
 
     def __init__(self, name: str) -> None:
-        if name != "auto" and name not in available():
-            raise ValueError(f"backend {name!r} is not available here; available: "
-                             f"{', '.join(['auto', *available()])}")
+        if name != "auto":
+            _load(name)  # raises a clear error for an unknown or unavailable backend
         self.prev = _state["active"]
         _state["active"] = name
 
@@ -77,13 +117,47 @@ class use:
 
 
 def describe() -> str:
-    """One line per kernel: its name and the backend that runs it now."""
-    active = current()
-    table = _load(active)
-    rows = [f"backend: {_state['active']} -> {active}"]
+    """One line per kernel: its name and the backend that runs it under the active setting."""
+    rows = [f"backend setting: {_state['active']} (available: {', '.join(available())})"]
     for name in sorted(_load("numpy")):
-        rows.append(f"  {name:32s} {active if name in table else 'numpy'}")
+        rows.append(f"  {name:28s} {_choose(name)}")
     return "\n".join(rows)
+
+
+def warmup(verbose: bool = False) -> float:
+    """Compile every Numba kernel for float32 and float64 now (a no-op without Numba); returns seconds.
+    Compiled code is cached on disk, so only the first process on a machine pays the full time."""
+    if "numba" not in available():
+        return 0.0
+    import numpy as np
+
+    t0 = time.perf_counter()
+    if verbose:
+        print("compiling the Numba kernels (first run only; cached afterwards)...", flush=True)
+    k = _load("numba")
+    for dt in (np.float32, np.float64):
+        x = np.ones((2, 3), dt)
+        y = k["softmax_forward"](x)
+        k["softmax_backward"](x, y)
+        y = k["log_softmax_forward"](x)
+        k["log_softmax_backward"](x, y)
+        for approximate in ("none", "tanh"):
+            k["bias_gelu_forward"](x, x[0], approximate)
+            k["bias_gelu_backward"](x, x, x[0], approximate)
+        out, mean, rstd = k["layernorm_forward"](x, x[0], x[0], 1e-5)
+        k["layernorm_backward"](x, x, x[0], mean, rstd)
+        loss, cache = k["cross_entropy_forward"](x, np.array([0, 1]), None, -100, 0.1, "mean")
+        k["cross_entropy_backward"](np.asarray(1.0, dt), cache)
+        q = np.ones((1, 2, 2), dt)
+        for causal in (False, True):
+            for mask in (None, np.zeros((1, 1, 2), dt)):
+                o, lse = k["attention_forward"](q, q, q, mask, 1.0, causal)
+                k["attention_backward"](q, q, q, q, o, lse, mask, 1.0, causal)
+        for amsgrad in (False, True):
+            p = np.ones(3, dt)
+            k["adam_update"]([p], [p.copy()], [p * 0], [p * 0], [p * 0] if amsgrad else None, 1e-3, 0.9, 0.99,
+                             1e-8, 0.0, True, 1, False)
+    return time.perf_counter() - t0
 
 
 _env = os.environ.get("MINITRANSFORMER_BACKEND")

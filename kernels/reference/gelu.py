@@ -103,3 +103,13 @@ def gelu_backward(dy: Any, x: Any, approximate: str = "none") -> Any:
     cdf = 0.5 * (1.0 + erf(x * INV_SQRT_2))
     pdf = INV_SQRT_2PI * xp.exp(-0.5 * x.astype(xp.float64, copy=False) ** 2)
     return (dy * (cdf + x * pdf)).astype(x.dtype, copy=False)
+
+
+def bias_gelu_forward(x: Any, bias: Any, approximate: str = "none") -> Any:
+    """gelu(x + bias): the MLP's first activation, with the Linear's bias folded in. x (..., M), bias (M,)."""
+    return gelu_forward(x if bias is None else x + bias, approximate)
+
+
+def bias_gelu_backward(dy: Any, x: Any, bias: Any, approximate: str = "none") -> Any:
+    """-> d(x + bias), shaped like x; the bias gradient is its sum over all but the last axis."""
+    return gelu_backward(dy, x if bias is None else x + bias, approximate)

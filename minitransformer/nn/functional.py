@@ -12,6 +12,8 @@ import math
 from typing import Any
 
 from ..ops import dropout, embedding, gelu, log_softmax, relu, softmax
+from ..ops.activation import bias_gelu
+from ..ops.attention import attention
 from ..ops.linalg import linear
 from ..ops.loss import cross_entropy, mse_loss, nll_loss
 from ..ops.norm import layer_norm
@@ -19,7 +21,7 @@ from ..tensor import Tensor
 from ..xp import array_module
 
 __all__ = [
-    "cross_entropy", "dropout", "embedding", "gelu", "layer_norm", "linear", "log_softmax", "mse_loss",
+    "bias_gelu", "cross_entropy", "dropout", "embedding", "gelu", "layer_norm", "linear", "log_softmax", "mse_loss",
     "multi_head_attention_forward", "nll_loss", "relu", "scaled_dot_product_attention", "softmax",
 ]
 
@@ -87,8 +89,23 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
         if attn_mask is not None:
             raise ValueError("scaled_dot_product_attention: pass either attn_mask or is_causal=True, not both")
         parts = (~xp.tril(xp.ones((L, S), dtype=bool)), None)  # key j > query i is the future
+    if dropout_p == 0.0 and query.shape[:-2] == key.shape[:-2] == value.shape[:-2]:
+        try:
+            causal = is_causal and L <= S  # a causal mask with L > S blocks whole rows: use the general path
+            if causal:
+                parts = (None, None)
+            return attention(query, key, value, *parts, causal=causal, scale=scale)
+        except ValueError:
+            pass  # a mask the fused kernel's layout cannot hold: fall through to the composition
+    return _attention_composed(query, key, value, *parts, scale, dropout_p)
+
+
+def _attention_composed(query: Tensor, key: Tensor, value: Tensor, blocked: Any, bias: Any, scale: float,
+                        dropout_p: float) -> Tensor:
+    """The same attention written with differentiable ops: the reference for the fused kernel, and the
+    path taken when dropout is applied to the weights."""
     scores = (query @ key.transpose(-2, -1)) * scale                  # (..., L, S)
-    weights = _masked_softmax(scores, *parts)
+    weights = _masked_softmax(scores, blocked, bias)
     if dropout_p > 0.0:
         weights = dropout(weights, dropout_p)
     return weights @ value                                            # (..., L, Ev)
@@ -170,6 +187,10 @@ def multi_head_attention_forward(
           None if kp_bias is None else kp_bias.reshape(N, 1, 1, S))
     blocked, bias = _merge((blocked, bias), kp)
 
+    if not need_weights and not (training and dropout_p > 0.0):
+        out = attention(q, k, v, blocked, bias, scale=1.0 / math.sqrt(hs))  # fused: (N, H, L, hs)
+        out = linear(out.permute(2, 0, 1, 3).reshape(L, N, E), out_proj_weight, out_proj_bias)
+        return (out if batched else out.squeeze(1)), None
     scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))       # (N, H, L, S)
     weights = _masked_softmax(scores, blocked, bias)
     if training and dropout_p > 0.0:

@@ -56,7 +56,11 @@ class MLP(Module):
         self.dropout = Dropout(config.dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+        if self.c_fc.bias is None:
+            h = self.gelu(self.c_fc(x))
+        else:  # the same function, with c_fc's bias added inside the fused GELU pass
+            h = F.bias_gelu(F.linear(x, self.c_fc.weight), self.c_fc.bias, self.gelu.approximate)
+        return self.dropout(self.c_proj(h))
 
 
 class Block(Module):

@@ -41,6 +41,31 @@ class GELU(Function):
         return (backend.kernel("gelu_backward")(dout, self.x, self.approximate),)
 
 
+class BiasGELU(Function):
+    """gelu(x + bias) in one pass (the MLP's first Linear without its bias, then this):
+    dx = dy * gelu'(x + bias), dbias = dx summed over every axis but the last."""
+
+    def forward(self, x, bias, approximate):
+        self.x, self.bias, self.approximate = x, bias, approximate
+        self.bwd = backend.kernel("bias_gelu_backward")
+        return backend.kernel("bias_gelu_forward")(x, bias, approximate)
+
+    def backward(self, dout):
+        dx = self.bwd(dout, self.x, self.bias, self.approximate)
+        return dx, dx.reshape(-1, dx.shape[-1]).sum(axis=0)
+
+
+def bias_gelu(input: Tensor, bias: Tensor, approximate: str = "none") -> Tensor:
+    """gelu(input + bias) fused; input (..., M), bias (M,). Equal to F.gelu(input + bias, approximate)."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"bias_gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    if bias.shape != input.shape[-1:]:
+        raise ValueError(f"bias_gelu: bias of shape {bias.shape} does not match input of shape {input.shape}")
+    if bias.dtype != input.dtype:
+        raise TypeError(f"bias_gelu: bias is {bias.dtype} but the input is {input.dtype}")
+    return BiasGELU.apply(input, bias, approximate=approximate)
+
+
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     """x * Phi(x) (approximate='none') or its tanh approximation (approximate='tanh')."""
     if approximate not in ("none", "tanh"):

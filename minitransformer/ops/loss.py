@@ -21,7 +21,8 @@ _REDUCTIONS = ("mean", "sum", "none")
 
 
 class CrossEntropy(Function):
-    saves_inputs = ()
+    """Backends may keep a view of the logits for the backward (to recompute softmax), so the logits
+    count as saved: changing them in place before backward raises."""
 
     def forward(self, logits, target, weight, ignore_index, label_smoothing, reduction):
         xp = array_module(logits)

@@ -1,4 +1,5 @@
-"""Adam and AdamW, as torch.optim (derivation in docs/derivations/adam.md). With t the step count:
+"""Adam and AdamW, as torch.optim (derivation in docs/derivations/adam.md); the arithmetic is the
+`adam_update` kernel of the active backend. With t the step count:
     m = b1 m + (1 - b1) g,   v = b2 v + (1 - b2) g^2
     p = p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 Adam adds weight_decay * p to g (L2 regularisation); AdamW instead multiplies p by (1 - lr * weight_decay)
@@ -7,10 +8,11 @@ before the update (decoupled weight decay). amsgrad uses the running maximum of 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any
 
+from .. import backend
+from ..autograd import enable_grad
 from ..tensor import Tensor
 from ..xp import array_module
 from .optimizer import Optimizer
@@ -28,37 +30,40 @@ class Adam(Optimizer):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                                       amsgrad=amsgrad, maximize=maximize))
 
-    def _update(self, p: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
-        xp = array_module(p.data)
-        lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-        g = -grad if group["maximize"] else grad
-        if not state:
-            state["step"] = 0
-            state["exp_avg"] = xp.zeros_like(p.data)
-            state["exp_avg_sq"] = xp.zeros_like(p.data)
-            if group["amsgrad"]:
-                state["max_exp_avg_sq"] = xp.zeros_like(p.data)
-        if wd:
-            if self.decoupled:
-                p.data *= 1 - lr * wd
-            else:
-                g = g + wd * p.data
-        state["step"] += 1
-        t = state["step"]
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        m *= b1
-        m += (1 - b1) * g
-        v *= b2
-        v += (1 - b2) * (g * g)
-        step_size = lr / (1 - b1**t)
-        bc2_sqrt = math.sqrt(1 - b2**t)
-        if group["amsgrad"]:
-            vmax = state["max_exp_avg_sq"]
-            xp.maximum(vmax, v, out=vmax)
-            denom = xp.sqrt(vmax) / bc2_sqrt + eps
-        else:
-            denom = xp.sqrt(v) / bc2_sqrt + eps
-        p.data -= step_size * (m / denom)
+    def step(self, closure: Any = None) -> Any:
+        """One update of every parameter with a gradient: one fused kernel call per group (and per step
+        count, in the rare case that parameters of a group have taken different numbers of steps)."""
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
+        update = backend.kernel("adam_update")
+        for group in self.param_groups:
+            by_step: dict[int, list[Tensor]] = {}
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state.setdefault(p, {})
+                if not state:
+                    xp = array_module(p.data)
+                    state["step"] = 0
+                    state["exp_avg"] = xp.zeros_like(p.data)
+                    state["exp_avg_sq"] = xp.zeros_like(p.data)
+                    if group["amsgrad"]:
+                        state["max_exp_avg_sq"] = xp.zeros_like(p.data)
+                state["step"] += 1
+                by_step.setdefault(state["step"], []).append(p)
+            b1, b2 = group["betas"]
+            for t, params in by_step.items():
+                states = [self.state[p] for p in params]
+                update([p.data for p in params], [p.grad.data for p in params], [s["exp_avg"] for s in states],
+                       [s["exp_avg_sq"] for s in states],
+                       [s["max_exp_avg_sq"] for s in states] if group["amsgrad"] else None,
+                       group["lr"], b1, b2, group["eps"], group["weight_decay"], self.decoupled, t,
+                       group["maximize"])
+                for p in params:
+                    p._version[0] += 1
+        return loss
 
 
 class AdamW(Adam):

@@ -1,0 +1,87 @@
+"""Layer norm over the last axis, Numba (same names and signatures as reference/layernorm.py).
+
+Forward: per row (rows split across threads) one pass for the mean, one for the variance, one to write
+the output; caches mean and rstd. Backward: per row one pass for the two row means of the derivation
+(mean(dxhat), mean(dxhat * xhat)) that also accumulates dweight and dbias, and one pass to write dx.
+dweight/dbias are summed over rows without races: each thread owns one row of a (P, C) partial-sum
+buffer, and the P rows are added at the end. Memory traffic: forward reads x three times from L1 and
+once from memory; backward reads dout and x once from memory and writes dx.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ._jit import pjit, prange
+
+
+@pjit
+def _fwd(x, w, b, eps, out, mean, rstd):  # noqa: ANN001, ANN202
+    N, C = x.shape
+    for n in prange(N):
+        row = x[n]
+        s = row.dtype.type(0.0)
+        for c in range(C):
+            s += row[c]
+        mu = s / C
+        v = row.dtype.type(0.0)
+        for c in range(C):
+            d = row[c] - mu
+            v += d * d
+        r = 1.0 / np.sqrt(v / C + eps)
+        for c in range(C):
+            out[n, c] = (row[c] - mu) * r * w[c] + b[c]
+        mean[n] = mu
+        rstd[n] = r
+
+
+@pjit
+def _bwd(dout, x, w, mean, rstd, dx, dw_part, db_part):  # noqa: ANN001, ANN202
+    N, C = x.shape
+    P = dw_part.shape[0]
+    for p in prange(P):
+        for n in range(p * N // P, (p + 1) * N // P):
+            mu, r = mean[n], rstd[n]
+            s1 = x.dtype.type(0.0)
+            s2 = x.dtype.type(0.0)
+            for c in range(C):
+                xhat = (x[n, c] - mu) * r
+                g = dout[n, c] * w[c]
+                s1 += g
+                s2 += g * xhat
+                dw_part[p, c] += dout[n, c] * xhat
+                db_part[p, c] += dout[n, c]
+            s1 /= C
+            s2 /= C
+            for c in range(C):
+                xhat = (x[n, c] - mu) * r
+                dx[n, c] = r * (dout[n, c] * w[c] - s1 - xhat * s2)
+
+
+def layernorm_forward(x, weight, bias, eps):  # noqa: ANN001, ANN201
+    """x: (N, C), weight/bias: (C,) or None -> out (N, C), mean (N,), rstd (N,)."""
+    x = np.ascontiguousarray(x)
+    N, C = x.shape
+    w = np.ones(C, x.dtype) if weight is None else np.ascontiguousarray(weight)
+    b = np.zeros(C, x.dtype) if bias is None else np.ascontiguousarray(bias)
+    out = np.empty_like(x)
+    mean = np.empty(N, x.dtype)
+    rstd = np.empty(N, x.dtype)
+    _fwd(x, w, b, x.dtype.type(eps), out, mean, rstd)
+    return out, mean, rstd
+
+
+def layernorm_backward(dout, x, weight, mean, rstd, need_affine=True):  # noqa: ANN001, ANN201
+    """-> dx (N, C), dweight (C,) or None, dbias (C,) or None."""
+    x = np.ascontiguousarray(x)
+    N, C = x.shape
+    w = np.ones(C, x.dtype) if weight is None else np.ascontiguousarray(weight)
+    P = max(1, min(numba.get_num_threads(), N))
+    dw_part = np.zeros((P, C), x.dtype)
+    db_part = np.zeros((P, C), x.dtype)
+    dx = np.empty_like(x)
+    _bwd(np.ascontiguousarray(dout), x, w, mean, rstd, dx, dw_part, db_part)
+    if not need_affine:
+        return dx, None, None
+    return dx, dw_part.sum(axis=0), db_part.sum(axis=0)

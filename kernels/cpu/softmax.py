@@ -1,0 +1,105 @@
+"""softmax and log_softmax over the last axis, Numba (same names and signatures as reference/softmax.py).
+
+One row per loop iteration, rows split across threads (prange). Forward makes three passes over a row that
+stays in L1 (max; exp and sum; scale), so memory traffic is one read of x and one write of y; the
+reference makes about six full-array passes with temporaries. Backward is one pass to reduce sum(dy*y) and
+one to write dx. A row of all -inf gives NaN, as the reference and PyTorch do.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._jit import fexp, pjit, prange
+
+
+def _rows(a):  # noqa: ANN001, ANN202
+    """(..., C) -> contiguous (N, C) (a view when a is already contiguous)."""
+    return np.ascontiguousarray(a).reshape(-1, a.shape[-1]) if a.ndim else a.reshape(1, 1)
+
+
+@pjit
+def _softmax_fwd(x, y):  # noqa: ANN001, ANN202
+    N, C = x.shape
+    for n in prange(N):
+        row, out = x[n], y[n]
+        m = row[0]
+        for c in range(1, C):
+            m = max(m, row[c])
+        if m == -np.inf:
+            out[:] = np.nan
+            continue
+        s = row.dtype.type(0.0)
+        for c in range(C):
+            e = fexp(row[c] - m)  # max subtraction: the exponent is <= 0, so exp never overflows
+            out[c] = e
+            s += e
+        inv = 1.0 / s
+        for c in range(C):
+            out[c] *= inv
+
+
+@pjit
+def _softmax_bwd(dy, y, dx):  # noqa: ANN001, ANN202
+    N, C = y.shape
+    for n in prange(N):
+        s = y.dtype.type(0.0)
+        for c in range(C):
+            s += dy[n, c] * y[n, c]
+        for c in range(C):
+            dx[n, c] = y[n, c] * (dy[n, c] - s)
+
+
+@pjit
+def _log_softmax_fwd(x, y):  # noqa: ANN001, ANN202
+    N, C = x.shape
+    for n in prange(N):
+        row, out = x[n], y[n]
+        m = row[0]
+        for c in range(1, C):
+            m = max(m, row[c])
+        if m == -np.inf:
+            out[:] = np.nan
+            continue
+        s = row.dtype.type(0.0)
+        for c in range(C):
+            s += fexp(row[c] - m)
+        shift = m + np.log(s)
+        for c in range(C):
+            out[c] = row[c] - shift
+
+
+@pjit
+def _log_softmax_bwd(dy, y, dx):  # noqa: ANN001, ANN202
+    N, C = y.shape
+    for n in prange(N):
+        s = y.dtype.type(0.0)
+        for c in range(C):
+            s += dy[n, c]
+        for c in range(C):
+            dx[n, c] = dy[n, c] - fexp(y[n, c]) * s
+
+
+def softmax_forward(x):  # noqa: ANN001, ANN201
+    """x: (..., C) -> softmax over the last axis."""
+    y = np.empty(x.shape, dtype=x.dtype)
+    _softmax_fwd(_rows(x), y.reshape(-1, x.shape[-1]) if x.ndim else y.reshape(1, 1))
+    return y
+
+
+def softmax_backward(dy, y):  # noqa: ANN001, ANN201
+    dx = np.empty(y.shape, dtype=y.dtype)
+    _softmax_bwd(_rows(dy), _rows(y), dx.reshape(-1, y.shape[-1]) if y.ndim else dx.reshape(1, 1))
+    return dx
+
+
+def log_softmax_forward(x):  # noqa: ANN001, ANN201
+    y = np.empty(x.shape, dtype=x.dtype)
+    _log_softmax_fwd(_rows(x), y.reshape(-1, x.shape[-1]) if x.ndim else y.reshape(1, 1))
+    return y
+
+
+def log_softmax_backward(dy, y):  # noqa: ANN001, ANN201
+    dx = np.empty(y.shape, dtype=y.dtype)
+    _log_softmax_bwd(_rows(dy), _rows(y), dx.reshape(-1, y.shape[-1]) if y.ndim else dx.reshape(1, 1))
+    return dx
