@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 import numba
+import numpy as np
 from numba.core import types
 from numba.extending import overload
 

@@ -1,0 +1,257 @@
+"""Every Numba kernel against the NumPy reference kernel of the same name, on Hypothesis-drawn shapes:
+length 1, sizes that are not a multiple of any tile, non-contiguous inputs, logits of magnitude 1e4,
+fully masked rows, ignore_index everywhere but one row; float32 with the tolerances of
+tests/tolerances.kernel_tol and float64 tightly. Then a whole GPT training step on both backends."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import minitransformer as mt
+from minitransformer import backend
+
+from .tolerances import kernel_tol
+
+pytest.importorskip("numba", reason="the Numba backend is optional; these tests need it")
+
+R = backend._load("numpy")
+N = backend._load("numba")
+dtypes = st.sampled_from([np.float32, np.float64])
+# Numba compiles each kernel once per dtype and caches it on disk; examples then cost microseconds.
+kernel_settings = settings(deadline=None)
+
+
+def close(a, b, dtype, n, what="", magnitude=1.0):
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.shape == b.shape, (what, a.shape, b.shape)
+    np.testing.assert_allclose(a, b, err_msg=what, **kernel_tol(dtype, n, magnitude))
+
+
+def maybe_strided(rng, a, strided):
+    """The same values, as a non-contiguous view when `strided`."""
+    if not strided or a.ndim == 0:
+        return a
+    big = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)
+    big[..., ::2] = a
+    view = big[..., ::2]
+    assert not view.flags.c_contiguous or a.shape[-1] == 1
+    return view
+
+
+@st.composite
+def rows(draw, max_rows=9, max_cols=70):
+    """(shape, dtype, values scale, strided): (N, C) or (B, T, C) with any side 1 or odd sizes."""
+    shape = draw(st.sampled_from([
+        (1, 1), (1, 7), (draw(st.integers(1, max_rows)), draw(st.integers(1, max_cols))),
+        (2, draw(st.integers(1, 5)), draw(st.integers(1, max_cols)))]))
+    return shape, draw(dtypes), draw(st.sampled_from([1.0, 30.0, 1e4])), draw(st.booleans())
+
+
+@kernel_settings
+@given(case=rows(), seed=st.integers(0, 2**16))
+def test_softmax_and_log_softmax(case, seed):
+    shape, dt, scale, strided = case
+    rng = np.random.default_rng(seed)
+    x = maybe_strided(rng, (rng.standard_normal(shape) * scale).astype(dt), strided)
+    dy = rng.standard_normal(shape).astype(dt)
+    C = shape[-1]
+    for name in ("softmax", "log_softmax"):
+        y_ref = R[f"{name}_forward"](x)
+        y = N[f"{name}_forward"](x)
+        # log_softmax values reach |x| ~ 1e4 * 2: compare relative to that scale
+        close(y, y_ref, dt, C, name, magnitude=scale)
+        close(N[f"{name}_backward"](dy, y_ref), R[f"{name}_backward"](dy, y_ref), dt, C, name + " backward",
+              magnitude=scale)
+
+
+def test_softmax_of_a_fully_masked_row_is_nan_like_the_reference():
+    x = np.array([[-np.inf, -np.inf], [0.0, -np.inf]], np.float32)
+    y = N["softmax_forward"](x)
+    assert np.isnan(y[0]).all() and y[1].tolist() == [1.0, 0.0]
+
+
+@st.composite
+def ce_case(draw):
+    n, C = draw(st.integers(1, 9)), draw(st.integers(1, 70))
+    dt = draw(dtypes)
+    kind = draw(st.sampled_from(["index", "all_but_one_ignored", "probs"]))
+    return n, C, dt, kind, draw(st.booleans()), draw(st.sampled_from([0.0, 0.1])), \
+        draw(st.sampled_from(["mean", "sum", "none"])), draw(st.sampled_from([1.0, 1e4]))
+
+
+@kernel_settings
+@given(case=ce_case(), seed=st.integers(0, 2**16))
+def test_cross_entropy(case, seed):
+    n, C, dt, kind, weighted, eps, reduction, scale = case
+    rng = np.random.default_rng(seed)
+    logits = (rng.standard_normal((n, C)) * scale).astype(dt)
+    if kind == "probs":
+        target = rng.dirichlet(np.ones(C), size=n).astype(dt)
+    else:
+        target = rng.integers(0, C, n)
+        if kind == "all_but_one_ignored":
+            target[:] = -100
+            target[rng.integers(0, n)] = rng.integers(0, C)
+    w = (rng.random(C) + 0.5).astype(dt) if weighted else None
+    args = (logits, target, w, -100, eps, reduction)
+    loss, cache = N["cross_entropy_forward"](*args)
+    loss_ref, cache_ref = R["cross_entropy_forward"](*args)
+    close(loss, loss_ref, dt, C * n, "loss", magnitude=scale)
+    g = np.asarray(rng.standard_normal(np.shape(loss_ref)), dtype=dt)
+    close(N["cross_entropy_backward"](g, cache), R["cross_entropy_backward"](g, cache_ref), dt, C, "dlogits",
+          magnitude=scale)
+
+
+@kernel_settings
+@given(case=rows(max_cols=130), affine=st.sampled_from(["both", "weight", "none"]), seed=st.integers(0, 2**16))
+def test_layernorm(case, affine, seed):
+    shape, dt, scale, strided = case
+    rng = np.random.default_rng(seed)
+    x = maybe_strided(rng, (rng.standard_normal(shape[-2:] if len(shape) == 2 else (6, shape[-1])) * scale + 3)
+                      .astype(dt), strided)
+    C = x.shape[-1]
+    w = rng.standard_normal(C).astype(dt) if affine != "none" else None
+    b = rng.standard_normal(C).astype(dt) if affine == "both" else None
+    out, mean, rstd = N["layernorm_forward"](x, w, b, 1e-5)
+    out_r, mean_r, rstd_r = R["layernorm_forward"](x, w, b, 1e-5)
+    close(out, out_r, dt, C, "out", magnitude=scale)
+    close(mean, mean_r, dt, C, "mean", magnitude=scale)
+    close(rstd * scale, rstd_r * scale, dt, C, "rstd", magnitude=scale)
+    dout = rng.standard_normal(x.shape).astype(dt)
+    for got, ref, what in zip(N["layernorm_backward"](dout, x, w, mean_r, rstd_r),
+                              R["layernorm_backward"](dout, x, w, mean_r, rstd_r), ("dx", "dw", "db"), strict=True):
+        close(got, ref, dt, C * x.shape[0], what, magnitude=scale)
+
+
+@kernel_settings
+@given(case=rows(), approximate=st.sampled_from(["none", "tanh"]), with_bias=st.booleans(), seed=st.integers(0, 2**16))
+def test_gelu_and_bias_gelu(case, approximate, with_bias, seed):
+    shape, dt, _, strided = case
+    rng = np.random.default_rng(seed)
+    x = maybe_strided(rng, (rng.standard_normal(shape) * 4).astype(dt), strided)
+    bias = rng.standard_normal(shape[-1]).astype(dt) if with_bias else None
+    dy = rng.standard_normal(shape).astype(dt)
+    close(N["bias_gelu_forward"](x, bias, approximate), R["bias_gelu_forward"](x, bias, approximate), dt, 1)
+    close(N["bias_gelu_backward"](dy, x, bias, approximate), R["bias_gelu_backward"](dy, x, bias, approximate), dt, 1)
+    close(N["gelu_forward"](x, approximate), R["gelu_forward"](x, approximate), dt, 1)
+
+
+@st.composite
+def attention_case(draw):
+    B, E, Ev = draw(st.integers(1, 3)), draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    L = draw(st.sampled_from([1, 2, 63, 64, 65, draw(st.integers(1, 140))]))
+    causal = draw(st.booleans())
+    S = L if causal else draw(st.sampled_from([1, 64, 65, draw(st.integers(1, 140))]))
+    mask = draw(st.sampled_from(["none", "padding", "full", "fully_masked_rows"]))
+    return B, L, S, E, Ev, causal, mask, draw(dtypes)
+
+
+@kernel_settings
+@given(case=attention_case(), seed=st.integers(0, 2**16))
+def test_attention_v1_and_v2(case, seed):
+    B, L, S, E, Ev, causal, kind, dt = case
+    rng = np.random.default_rng(seed)
+    q, k, v = (rng.standard_normal(s).astype(dt) for s in ((B, L, E), (B, S, E), (B, S, Ev)))
+    mask = None
+    if kind == "padding":
+        mask = np.where(rng.random((B, 1, S)) < 0.3, -np.inf, 0).astype(dt)
+    elif kind == "full":
+        mask = rng.standard_normal((1, L, S)).astype(dt)
+    elif kind == "fully_masked_rows":
+        mask = np.zeros((1, L, S), dt)
+        mask[0, rng.integers(0, L, 2)] = -np.inf
+    args = (mask, 1 / np.sqrt(E), causal)
+    out_r, lse_r = R["attention_forward"](q, k, v, *args)
+    dout = rng.standard_normal(out_r.shape).astype(dt)
+    grads_r = R["attention_backward"](dout, q, k, v, out_r, lse_r, *args)
+    from minitransformer.kernels.cpu import attention as cpu_attention
+
+    for fwd, bwd in ((N["attention_forward"], N["attention_backward"]),
+                     (cpu_attention.attention_forward_v1, cpu_attention.attention_backward_v1)):
+        out, lse = fwd(q, k, v, *args)
+        close(out, out_r, dt, S, "out")
+        np.testing.assert_array_equal(np.isneginf(lse), np.isneginf(lse_r))
+        fin = np.isfinite(lse_r)
+        close(lse[fin], lse_r[fin], dt, S, "lse")
+        for got, ref, what in zip(bwd(dout, q, k, v, out_r, lse_r, *args), grads_r, ("dq", "dk", "dv"), strict=True):
+            close(got, ref, dt, max(L, S) * max(E, Ev), what)
+
+
+def test_attention_extra_memory_does_not_grow_with_t_squared():
+    """The tiled kernel's temporaries are (B, BQ, BK) tiles: at T=1024 they are far smaller than T^2."""
+    import tracemalloc
+
+    T, B, E = 1024, 2, 16
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((B, T, E)).astype(np.float32) for _ in range(3))
+    N["attention_forward"](q[:, :70], k[:, :70], v[:, :70], None, 0.25, True)  # compile outside the trace
+    tracemalloc.start()
+    out, lse = N["attention_forward"](q, k, v, None, 0.25, True)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    scores_bytes = B * T * T * 4
+    assert peak < scores_bytes / 8, (peak, scores_bytes)
+
+
+@kernel_settings
+@given(n=st.integers(1, 300), dt=dtypes, amsgrad=st.booleans(), decoupled=st.booleans(), maximize=st.booleans(),
+       wd=st.sampled_from([0.0, 0.1]), seed=st.integers(0, 2**16))
+def test_adam_update(n, dt, amsgrad, decoupled, maximize, wd, seed):
+    rng = np.random.default_rng(seed)
+    shapes = [(n,), (3, max(1, n // 3))]
+    states = []
+    for _ in range(2):
+        params = [rng.standard_normal(s).astype(dt) for s in shapes]
+        states.append(params)
+    grads = [rng.standard_normal(s).astype(dt) for s in shapes]
+    m0 = [np.abs(rng.standard_normal(s)).astype(dt) for s in shapes]
+    v0 = [np.abs(rng.standard_normal(s)).astype(dt) for s in shapes]
+    outs = []
+    for table in (N, R):
+        p = [a.copy() for a in states[0]]
+        m, v = [a.copy() for a in m0], [a.copy() for a in v0]
+        vmax = [a.copy() for a in v0] if amsgrad else None
+        table["adam_update"](p, grads, m, v, vmax, 1e-2, 0.9, 0.99, 1e-8, wd, decoupled, 3, maximize)
+        outs.append((p, m, v))
+    for got, ref in zip(outs[0], outs[1], strict=True):
+        for a, b in zip(got, ref, strict=True):
+            close(a, b, dt, 1)
+
+
+def test_gpt_training_step_agrees_between_backends():
+    cfg = mt.nn.GPTConfig(block_size=32, vocab_size=50, n_layer=2, n_head=2, n_embd=32, bias=True)
+    rng = np.random.default_rng(0)
+    idx, tgt = rng.integers(0, 50, (4, 32)), rng.integers(0, 50, (4, 32))
+    results = {}
+    for name in ("numpy", "numba"):
+        mt.manual_seed(0)
+        model = mt.nn.GPT(cfg)
+        opt = model.configure_optimizers(0.1, 1e-3)
+        with mt.backend.use(name):
+            _, loss = model(idx, tgt)
+            loss.backward()
+            grads = {n: p.grad.numpy().copy() for n, p in model.named_parameters()}
+            opt.step()
+        results[name] = (loss.item(), grads, {n: p.numpy().copy() for n, p in model.named_parameters()})
+    (l1, g1, p1), (l2, g2, p2) = results["numpy"], results["numba"]
+    assert l1 == pytest.approx(l2, rel=1e-5)
+    for n in g1:
+        np.testing.assert_allclose(g2[n], g1[n], rtol=1e-3, atol=2e-5, err_msg=n)
+        # Adam's first step is lr * g / |g| elementwise: a tiny gradient's rounding can move it by a
+        # fraction of lr, so the parameters are compared to a fraction of lr (1e-3)
+        np.testing.assert_allclose(p2[n], p1[n], rtol=0, atol=1e-5, err_msg=n)
+
+
+def test_backend_selection():
+    assert set(mt.backend.available()) == {"numpy", "numba"}
+    with mt.backend.use("numpy"):
+        assert mt.backend.kernel("softmax_forward").__module__.endswith("reference.softmax")
+        with mt.backend.use("numba"):
+            assert mt.backend.kernel("softmax_forward").__module__.endswith("cpu.softmax")
+        assert mt.backend.current() == "numpy"
+    assert "softmax_forward" in mt.backend.describe()
+    with pytest.raises(ValueError, match="unknown backend 'tpu'"):
+        mt.backend.use("tpu")
