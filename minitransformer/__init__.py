@@ -7,8 +7,15 @@ grad-mode switches, seeding and dtypes; `mt.nn` holds modules and `mt.nn.functio
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
+
+# Two thread pools share the cores: OpenBLAS's and Numba's (OpenMP). Idle workers of each spin and steal
+# the cores from the other (a 2-thread training step ran 4x slower). Passive waiting fixes it; the
+# OpenBLAS setting only takes effect if NumPy was not imported before this package. docs/kernels.md.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 
 def _mount_kernels() -> None:

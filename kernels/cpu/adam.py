@@ -9,14 +9,15 @@ import math
 import numpy as np
 
 from ..reference import adam as _reference
-from ._jit import pjit, prange
+from ._jit import jit, jit_inline, pjit, prange
 
 
-@pjit
-def _update(p, g, m, v, vmax, amsgrad, lr, b1, b2, eps, wd, decoupled, step_size, bc2_sqrt, sign):  # noqa: ANN001, ANN202
+@jit_inline
+def _update_range(lo, hi, p, g, m, v, vmax, amsgrad, lr, b1, b2, eps, wd, decoupled, step_size, bc2_sqrt,  # noqa: ANN001, ANN202
+                  sign):
     one = p.dtype.type(1.0)
     decay = one - lr * wd
-    for i in prange(p.shape[0]):
+    for i in range(lo, hi):
         gi = sign * g[i]
         pi = p[i]
         if decoupled:
@@ -31,6 +32,27 @@ def _update(p, g, m, v, vmax, amsgrad, lr, b1, b2, eps, wd, decoupled, step_size
             vi = max(vmax[i], vi)
             vmax[i] = vi
         p[i] = pi - step_size * mi / (np.sqrt(vi) / bc2_sqrt + eps)
+
+
+@jit
+def _update_serial(p, g, m, v, vmax, amsgrad, lr, b1, b2, eps, wd, decoupled, step_size, bc2_sqrt, sign):  # noqa: ANN001, ANN202
+    _update_range(0, p.shape[0], p, g, m, v, vmax, amsgrad, lr, b1, b2, eps, wd, decoupled, step_size, bc2_sqrt,
+                  sign)
+
+
+@pjit
+def _update_parallel(p, g, m, v, vmax, amsgrad, lr, b1, b2, eps, wd, decoupled, step_size, bc2_sqrt, sign):  # noqa: ANN001, ANN202
+    n = p.shape[0]
+    chunks = (n + CHUNK - 1) // CHUNK
+    for c in prange(chunks):
+        _update_range(c * CHUNK, min(n, (c + 1) * CHUNK), p, g, m, v, vmax, amsgrad, lr, b1, b2, eps, wd,
+                      decoupled, step_size, bc2_sqrt, sign)
+
+
+# Threads pay off only for large parameters: starting a parallel region costs microseconds, and a model
+# has many small ones (biases, LayerNorm gains).
+PARALLEL_MIN = 1 << 16
+CHUNK = 1 << 14
 
 
 def _flat(a):  # noqa: ANN001, ANN202
@@ -50,6 +72,7 @@ def adam_update(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, beta1
             continue
         T = p.dtype.type
         vmax = max_exp_avg_sqs[i] if max_exp_avg_sqs is not None else exp_avg_sqs[i]
-        _update(_flat(p), _flat(np.ascontiguousarray(grads[i], dtype=p.dtype)), _flat(exp_avgs[i]),
+        update = _update_parallel if p.size >= PARALLEL_MIN else _update_serial
+        update(_flat(p), _flat(np.ascontiguousarray(grads[i], dtype=p.dtype)), _flat(exp_avgs[i]),
                 _flat(exp_avg_sqs[i]), _flat(vmax), max_exp_avg_sqs is not None, T(lr), T(beta1), T(beta2),
                 T(eps), T(weight_decay), decoupled, T(step_size), T(bc2_sqrt), T(-1.0 if maximize else 1.0))
