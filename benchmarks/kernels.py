@@ -287,7 +287,8 @@ def table(results: dict[int, list[dict]]) -> str:
                 continue
             if r["kernel"].startswith("matmul"):
                 share = r["numba_gflops"] / r["numpy_gflops"]
-                met = ("met" if share >= 0.5 else "missed") if "512" in r["shape"] else ""
+                # the target (half of BLAS at 512^3) is stated for one thread
+                met = ("met" if share >= 0.5 else "missed") if "512" in r["shape"] and threads == 1 else ""
                 out.append(f"| {r['kernel']} | {r['shape']} | | {_fmt(r['numpy'])} | {_fmt(r['numba'])} | | | "
                            f"{met and f'50% of BLAS: {met}'} | {r['numpy'] / r['numba']:.2f}x | | "
                            f"{r['numba_gflops']:.1f} GFLOP/s ({100 * share:.0f}% of BLAS) |")

@@ -39,6 +39,7 @@ def windows(ids: np.ndarray, context: int) -> tuple[np.ndarray, np.ndarray]:
 def main(steps: int = 3000, context: int = 8, emb: int = 16, hidden: int = 256, batch: int = 128,
          seed: int = 1337) -> float:
     mt.manual_seed(seed)
+    mt.backend.warmup(verbose=True)
     text = stdlib_text()
     chars = sorted(set(text))
     stoi = {c: i for i, c in enumerate(chars)}

@@ -108,25 +108,30 @@ def _horner(coeffs, z):  # noqa: ANN001, ANN202
 @jit_inline
 def phi32(v):  # noqa: ANN001, ANN201
     """Phi(v) = (1 + erf(v / sqrt 2)) / 2 in float32, with full relative precision for v << 0
-    (computed as erfc(|v| / sqrt 2) / 2 there, never as 1 - something close to 1)."""
+    (computed as erfc(|v| / sqrt 2) / 2 there, never as 1 - something close to 1). Divisions are slow,
+    so each pair of candidate rational functions is selected before the one division it needs."""
     one = numba.float32(1.0)
     a = min(abs(v) * numba.float32(0.70710678), numba.float32(6.0))
+    # |x| < 0.84375: erf = a + a P(a^2)/Q(a^2);  0.84375 <= a < 1.25: erf = erx + P(a - 1)/Q(a - 1)
+    small = a < numba.float32(0.84375)
     z = a * a
-    erf_small = a + a * (_horner(_PP32, z) / _horner(_QQ32, z))             # a < 0.84375
     s = a - one
-    erf_mid = _ERX32 + _horner(_PA32, s) / _horner(_QA32, s)                 # a < 1.25
+    num = a * _horner(_PP32, z) if small else _horner(_PA32, s)
+    den = _horner(_QQ32, z) if small else _horner(_QA32, s)
+    erf_near = (a if small else _ERX32) + num / den
+    # a >= 1.25: erfc = exp(-a^2 - 0.5625 + R(1/a^2)/S(1/a^2)) / a, two (R, S) pairs split at 1/0.35
     at = max(a, numba.float32(1.25))
-    w = one / (at * at)
-    r1 = _horner(_RA32, w) / _horner(_SA32, w)
-    r2 = _horner(_RB32, w) / _horner(_SB32, w)
-    ratio = r1 if at < numba.float32(2.857142857) else r2
-    erfc_tail = fast_exp32(-at * at - numba.float32(0.5625) + ratio) / at    # a >= 1.25
-    erf_a = erf_small if a < numba.float32(0.84375) else erf_mid
-    erfc_a = erfc_tail if a >= numba.float32(1.25) else one - erf_a
-    erf_a = one - erfc_a if a >= numba.float32(1.25) else erf_a
+    inv_at = one / at
+    w = inv_at * inv_at
+    first = at < numba.float32(2.857142857)
+    r = _horner(_RA32, w) if first else _horner(_RB32, w)
+    q = _horner(_SA32, w) if first else _horner(_SB32, w)
+    erfc_tail = fast_exp32(-at * at - numba.float32(0.5625) + r / q) * inv_at
+    tail = a >= numba.float32(1.25)
+    erfc_a = erfc_tail if tail else one - erf_near
+    erf_a = one - erfc_tail if tail else erf_near
     half = numba.float32(0.5)
     return half * (one + erf_a) if v >= numba.float32(0.0) else half * erfc_a
-
 
 def phi(v):  # noqa: ANN001, ANN201
     """The standard normal CDF in the argument's precision (phi32 for float32, math.erf for float64)."""

@@ -13,11 +13,11 @@ from ._jit import jit, jit_inline, pjit, prange
 
 
 @jit_inline
-def _update_range(lo, hi, p, g, m, v, vmax, amsgrad, lr, b1, b2, eps, wd, decoupled, step_size, bc2_sqrt,  # noqa: ANN001, ANN202
-                  sign):
+def _update_range(p, g, m, v, vmax, amsgrad, lr, b1, b2, eps, wd, decoupled, step_size, bc2_sqrt, sign):  # noqa: ANN001, ANN202
+    # a loop from 0 over views: loops over range(lo, hi) keep index checks inside and vectorise poorly
     one = p.dtype.type(1.0)
     decay = one - lr * wd
-    for i in range(lo, hi):
+    for i in range(p.shape[0]):
         gi = sign * g[i]
         pi = p[i]
         if decoupled:
@@ -36,8 +36,7 @@ def _update_range(lo, hi, p, g, m, v, vmax, amsgrad, lr, b1, b2, eps, wd, decoup
 
 @jit
 def _update_serial(p, g, m, v, vmax, amsgrad, lr, b1, b2, eps, wd, decoupled, step_size, bc2_sqrt, sign):  # noqa: ANN001, ANN202
-    _update_range(0, p.shape[0], p, g, m, v, vmax, amsgrad, lr, b1, b2, eps, wd, decoupled, step_size, bc2_sqrt,
-                  sign)
+    _update_range(p, g, m, v, vmax, amsgrad, lr, b1, b2, eps, wd, decoupled, step_size, bc2_sqrt, sign)
 
 
 @pjit
@@ -45,7 +44,8 @@ def _update_parallel(p, g, m, v, vmax, amsgrad, lr, b1, b2, eps, wd, decoupled, 
     n = p.shape[0]
     chunks = (n + CHUNK - 1) // CHUNK
     for c in prange(chunks):
-        _update_range(c * CHUNK, min(n, (c + 1) * CHUNK), p, g, m, v, vmax, amsgrad, lr, b1, b2, eps, wd,
+        lo, hi = c * CHUNK, min(n, (c + 1) * CHUNK)
+        _update_range(p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], vmax[lo:hi], amsgrad, lr, b1, b2, eps, wd,
                       decoupled, step_size, bc2_sqrt, sign)
 
 
