@@ -1,5 +1,5 @@
 # The two commands of the quick start, each setting up what it needs in a local .venv:
-#   make demo   train a small model with the library and print the loss falling
+#   make demo   train a small GPT on the built-in corpus (Python source) and print a sample
 #   make test   run the whole test suite (Hypothesis profile `ci`)
 PYTHON ?= python3
 VENV := .venv
@@ -18,7 +18,7 @@ test: $(STAMP)
 	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(PY) -m pytest -q
 
 demo: $(STAMP)
-	$(PY) -m minitransformer demo
+	$(PY) -m minitransformer train --out out/demo
 
 lint: $(STAMP)
 	$(PY) -m ruff check minitransformer kernels tests benchmarks

@@ -10,8 +10,11 @@ mlp.c_fc/mlp.c_proj/ln_f, lm_head (tied to wte).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from .. import creation
 from ..autograd import no_grad
@@ -34,15 +37,26 @@ class CausalSelfAttention(Module):
         self.resid_dropout = Dropout(config.dropout)
         self.n_head, self.n_embd, self.dropout = config.n_head, config.n_embd, config.dropout
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, cache: dict[str, Any] | None = None) -> Tensor:
+        """x (B, T, C). With a `cache` (generation), keys and values of earlier positions are reused
+        from it and this call's are appended, so only the new positions are computed."""
         B, T, C = x.shape
         nh, hs = self.n_head, C // self.n_head
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         q = q.view(B, T, nh, hs).transpose(1, 2)                 # (B, nh, T, hs)
         k = k.view(B, T, nh, hs).transpose(1, 2)
         v = v.view(B, T, nh, hs).transpose(1, 2)
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
-                                           is_causal=True)      # (B, nh, T, hs)
+        if cache is not None and cache.get("k") is not None:
+            past = cache["k"].shape[2]
+            k, v = cat([cache["k"], k], dim=2), cat([cache["v"], v], dim=2)   # (B, nh, past + T, hs)
+            # new query i sits at position past + i: it may see keys 0 .. past + i
+            allowed = np.tril(np.ones((T, past + T), dtype=bool), k=past)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
+                                               is_causal=True)  # (B, nh, T, hs)
+        if cache is not None:
+            cache["k"], cache["v"] = k.detach(), v.detach()
         y = y.transpose(1, 2).contiguous().view(B, T, C)         # re-assemble the heads side by side
         return self.resid_dropout(self.c_proj(y))
 
@@ -73,8 +87,8 @@ class Block(Module):
         self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x: Tensor, cache: dict[str, Any] | None = None) -> Tensor:
+        x = x + self.attn(self.ln_1(x), cache)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -128,22 +142,26 @@ class GPT(Module):
             n -= self.transformer.wpe.weight.numel()
         return n
 
-    def forward(self, idx: Any, targets: Any = None) -> tuple[Tensor, Tensor | None]:
+    def forward(self, idx: Any, targets: Any = None,
+                caches: list[dict[str, Any]] | None = None) -> tuple[Tensor, Tensor | None]:
         """idx (B, T) token ids -> (logits, loss). With targets (B, T): logits (B, T, V) and the mean
         cross-entropy (targets equal to -1 are ignored). Without: logits of the last position only,
-        (B, 1, V), and loss None (all that generation needs)."""
+        (B, 1, V), and loss None (all that generation needs). `caches` (one dict per layer, from
+        `new_caches()`) makes idx the continuation of the tokens already cached."""
         idx = idx if isinstance(idx, Tensor) else creation.tensor(idx)
         if idx.ndim != 2:
             raise ValueError(f"GPT expects token ids of shape (B, T), got {idx.shape}")
         B, T = idx.shape
-        if T > self.config.block_size:
-            raise ValueError(f"cannot forward a sequence of length {T}: block_size is {self.config.block_size}")
-        pos = creation.arange(T, device=idx.device)                       # (T,)
+        start = 0 if not caches or caches[0].get("k") is None else caches[0]["k"].shape[2]
+        if start + T > self.config.block_size:
+            raise ValueError(f"cannot forward a sequence of length {start + T}: block_size is "
+                             f"{self.config.block_size}")
+        pos = creation.arange(start, start + T, device=idx.device)        # (T,)
         tok_emb = self.transformer.wte(idx)                               # (B, T, C)
         pos_emb = self.transformer.wpe(pos)                               # (T, C)
         x = self.transformer.drop(tok_emb + pos_emb)
-        for block in self.transformer.h:
-            x = block(x)
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, None if caches is None else caches[i])
         x = self.transformer.ln_f(x)
         if targets is not None:
             logits = self.lm_head(x)                                      # (B, T, V)
@@ -159,22 +177,61 @@ class GPT(Module):
 
         return AdamW(weight_decay_groups(self, weight_decay), lr=learning_rate, betas=betas)
 
+    def new_caches(self) -> list[dict[str, Any]]:
+        """Empty key/value caches, one per layer, for incremental decoding."""
+        return [{} for _ in self.transformer.h]
+
     @no_grad()
-    def generate(self, idx: Any, max_new_tokens: int, temperature: float = 1.0,
-                 top_k: int | None = None) -> Tensor:
-        """Append max_new_tokens sampled tokens to idx (B, T), feeding each prediction back in; the
-        context is cropped to the last block_size tokens. Call model.eval() first if it has dropout."""
+    def generate_stream(self, idx: Any, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                        top_p: float | None = None, use_cache: bool = True) -> Iterator[Tensor]:
+        """Yield each new token (B, 1) as it is sampled; see `generate`."""
         idx = idx if isinstance(idx, Tensor) else creation.tensor(idx)
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
+        if top_p is not None and not 0.0 < top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        block = self.config.block_size
+        caches, fed = None, 0  # fed: how many tokens of idx the caches hold
         for _ in range(max_new_tokens):
-            idx_cond = idx if idx.shape[1] <= self.config.block_size else idx[:, -self.config.block_size:]
-            logits, _ = self(idx_cond)
-            logits = logits[:, -1, :] / temperature                       # (B, V)
-            if top_k is not None:
-                v, _ = topk(logits, min(top_k, logits.shape[-1]))
-                logits = logits.masked_fill(logits < v[:, -1:], float("-inf"))
-            probs = F.softmax(logits, dim=-1)
-            idx_next = creation.multinomial(probs, 1)                     # (B, 1)
+            if use_cache and caches is not None and idx.shape[1] <= block:
+                logits, _ = self(idx[:, fed:], caches=caches)           # only the new token
+            else:
+                # no cache yet, or the context outgrew block_size: the positions of every kept token
+                # shift, so the cache cannot be reused; start again from the cropped context
+                idx_cond = idx if idx.shape[1] <= block else idx[:, -block:]
+                caches = self.new_caches() if use_cache else None
+                logits, _ = self(idx_cond, caches=caches)
+            fed = idx.shape[1]
+            idx_next = sample_next(logits[:, -1, :], temperature, top_k, top_p)   # (B, 1)
             idx = cat([idx, idx_next], dim=1)
-        return idx
+            yield idx_next
+
+    def generate(self, idx: Any, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, use_cache: bool = True) -> Tensor:
+        """Append max_new_tokens sampled tokens to idx (B, T), feeding each prediction back in. The
+        context is cropped to the last block_size tokens; with use_cache, keys and values of earlier
+        positions are reused (the result is the same as without). Call model.eval() first if it has
+        dropout; seed with mt.manual_seed for repeatable samples."""
+        idx = idx if isinstance(idx, Tensor) else creation.tensor(idx)
+        new = list(self.generate_stream(idx, max_new_tokens, temperature, top_k, top_p, use_cache))
+        return cat([idx, *new], dim=1) if new else idx
+
+
+def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int | None = None,
+                top_p: float | None = None) -> Tensor:
+    """Sample one token per row from logits (B, V): scaled by 1/temperature, restricted to the top_k most
+    likely tokens and/or the smallest set whose probability reaches top_p (nucleus sampling)."""
+    logits = logits / temperature
+    if top_k is not None:
+        v, _ = topk(logits, min(top_k, logits.shape[-1]))
+        logits = logits.masked_fill(logits < v[:, -1:], float("-inf"))
+    probs = F.softmax(logits, dim=-1).numpy().astype(np.float64)          # (B, V)
+    if top_p is not None and top_p < 1.0:
+        order = np.argsort(-probs, axis=-1, kind="stable")
+        sorted_p = np.take_along_axis(probs, order, axis=-1)
+        # drop a token when the tokens ranked above it already reach top_p (the first always stays)
+        drop = np.cumsum(sorted_p, axis=-1) - sorted_p >= top_p
+        sorted_p[drop] = 0.0
+        probs = np.zeros_like(probs)
+        np.put_along_axis(probs, order, sorted_p, axis=-1)
+    return creation.multinomial(Tensor(probs), 1)                         # (B, 1)

@@ -1,0 +1,190 @@
+"""One training step (forward + loss + backward + clip + AdamW) of the nanoGPT "baby" GPT (4 layers, 4 heads,
+128 wide, block 64, batch 12, char vocabulary 65), minitransformer against PyTorch eager (when installed),
+steps alternating in one process, medians, with 1 and 2 threads; then peak RSS of each alone.
+
+    python benchmarks/train_step.py            # writes benchmarks/results/train-step-cpu.md
+    python benchmarks/train_step.py --large    # also 6 layers, 6 heads, 384 wide, block 256, batch 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = {"baby": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, vocab_size=65),
+           "large": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=8, vocab_size=65)}
+
+
+def torch_gpt(c):  # noqa: ANN001, ANN201
+    """nanoGPT's model in PyTorch (bias=False, exact GELU), the reference we race against."""
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            C = c["n_embd"]
+            self.ln_1, self.ln_2 = nn.LayerNorm(C, bias=False), nn.LayerNorm(C, bias=False)
+            self.c_attn, self.c_proj = nn.Linear(C, 3 * C, bias=False), nn.Linear(C, C, bias=False)
+            self.c_fc, self.mlp_proj = nn.Linear(C, 4 * C, bias=False), nn.Linear(4 * C, C, bias=False)
+
+        def forward(self, x):
+            B, T, C = x.shape
+            q, k, v = self.c_attn(self.ln_1(x)).split(C, dim=2)
+            q, k, v = (t.view(B, T, c["n_head"], -1).transpose(1, 2) for t in (q, k, v))
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, T, C)
+            x = x + self.c_proj(y)
+            return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x))))
+
+    class GPT(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.wte = nn.Embedding(c["vocab_size"], c["n_embd"])
+            self.wpe = nn.Embedding(c["block_size"], c["n_embd"])
+            self.h = nn.ModuleList([Block() for _ in range(c["n_layer"])])
+            self.ln_f = nn.LayerNorm(c["n_embd"], bias=False)
+            self.lm_head = nn.Linear(c["n_embd"], c["vocab_size"], bias=False)
+            self.lm_head.weight = self.wte.weight
+
+        def forward(self, idx, targets):
+            x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+            for b in self.h:
+                x = b(x)
+            logits = self.lm_head(self.ln_f(x))
+            return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
+
+    return GPT()
+
+
+def make_steps(c, which):  # noqa: ANN001, ANN201
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, c["vocab_size"], (c["batch_size"], c["block_size"]))
+    y = rng.integers(0, c["vocab_size"], (c["batch_size"], c["block_size"]))
+    steps = {}
+    if "ours" in which:
+        import minitransformer as mt
+
+        mt.backend.warmup()
+        model = mt.nn.GPT(mt.nn.GPTConfig(**{k: c[k] for k in ("n_layer", "n_head", "n_embd", "block_size",
+                                                                 "vocab_size")}, bias=False))
+        opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.99))
+
+        def ours():
+            _, loss = model(x, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            mt.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+        steps["ours"] = ours
+    if "torch" in which:
+        import torch
+
+        tm = torch_gpt(c)
+        decay = [p for p in tm.parameters() if p.dim() >= 2]
+        rest = [p for p in tm.parameters() if p.dim() < 2]
+        topt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
+                                 lr=1e-3, betas=(0.9, 0.99))
+        tx, ty = torch.tensor(x), torch.tensor(y)
+
+        def theirs():
+            loss = tm(tx, ty)
+            topt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(tm.parameters(), 1.0)
+            topt.step()
+        steps["torch"] = theirs
+    return steps
+
+
+def worker(threads: int, config: str, which: list[str], reps: int) -> dict:
+    import statistics
+
+    if "torch" in which:
+        try:
+            import torch
+
+            torch.set_num_threads(threads)
+        except ImportError:
+            which = [w for w in which if w != "torch"]
+    steps = make_steps(CONFIGS[config], which)
+    for f in steps.values():
+        for _ in range(3):
+            f()
+    times = {k: [] for k in steps}
+    for _ in range(reps):
+        for k, f in steps.items():
+            t0 = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t0)
+    import resource
+
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {k: statistics.median(v) * 1e3 for k, v in times.items()} | {"rss_mb": rss_mb}
+
+
+def run_worker(threads: int, config: str, which: list[str], reps: int) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
+           "MKL_NUM_THREADS": str(threads), "NUMBA_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, __file__, "--worker", json.dumps([threads, config, which, reps])]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode:
+        sys.exit(proc.stderr)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--large", action="store_true")
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "train-step-cpu.md")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        threads, config, which, reps = json.loads(args.worker)
+        print(json.dumps(worker(threads, config, which, reps)))
+        return
+    try:
+        import torch
+        torch_v = torch.__version__
+    except ImportError:
+        torch_v = None
+    import numpy
+
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor())
+    lines = [f"# Training step: minitransformer vs PyTorch eager ({time.strftime('%Y-%m-%d')})", "",
+             f"Machine: {cpu}, {os.cpu_count()} cores. Python {platform.python_version()}, NumPy {numpy.__version__}, "
+             f"PyTorch {torch_v or 'not installed'}. Step = forward + cross-entropy + backward + clip_grad_norm_ + "
+             "AdamW; medians of alternating steps in one process; peak RSS of a process running only that "
+             "library.", "",
+             "| config | threads | minitransformer ms/step | PyTorch ms/step | ratio (ours / torch) | "
+             "peak RSS ours | peak RSS torch |", "|---|---|---|---|---|---|---|"]
+    for config in ["baby"] + (["large"] if args.large else []):
+        reps = args.reps if config == "baby" else max(3, args.reps // 5)
+        for t in args.threads:
+            both = run_worker(t, config, ["ours", "torch"], reps)
+            rss_ours = run_worker(t, config, ["ours"], 3)["rss_mb"]
+            rss_torch = run_worker(t, config, ["torch"], 3)["rss_mb"] if "torch" in both else None
+            ratio = f"{both['ours'] / both['torch']:.2f}" if "torch" in both else ""
+            lines.append(f"| {config} | {t} | {both['ours']:.1f} | {both.get('torch', float('nan')):.1f} | {ratio} | "
+                         f"{rss_ours:.0f} MB | {'' if rss_torch is None else f'{rss_torch:.0f} MB'} |")
+            print(lines[-1], flush=True)
+    text = "\n".join(lines) + "\n"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
