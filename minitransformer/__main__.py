@@ -106,6 +106,7 @@ def _stream(model: Any, tokenizer: Any, prompt: str, n: int, temperature: float,
 
 def cmd_sample(args: argparse.Namespace) -> None:
     import minitransformer as mt
+
     from .train import load_model
 
     model, tokenizer, _ = load_model(args.out)

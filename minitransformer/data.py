@@ -73,7 +73,8 @@ class TokenData:
         self.split = int(0.9 * n)
         self.train, self.val = self.tokens[:self.split], self.tokens[self.split:]
 
-    def batch(self, split: str, batch_size: int, block_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def batch(self, split: str, batch_size: int, block_size: int,
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """x, y (batch_size, block_size) int64: random windows and the same windows shifted by one."""
         data = self.train if split == "train" else self.val
         if len(data) <= block_size:
@@ -110,7 +111,7 @@ def prepare(data: str | None, out: Path, tokenizer: Tokenizer | None, kind: str,
                     seen.update(c)
                 tokenizer = CharTokenizer(seen)
             else:  # BPE merges are learned on the first 4 MB
-                sample = "".join(c for _, c in zip(range(4), chunks()))
+                sample = "".join(c for _, c in zip(range(4), chunks(), strict=False))
                 tokenizer = build_tokenizer(kind, sample, vocab_size)
         else:
             tokenizer = build_tokenizer(kind, sample, vocab_size)

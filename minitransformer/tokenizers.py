@@ -85,7 +85,7 @@ class ByteBPETokenizer:
         pair_counts: Counter[tuple[int, int]] = Counter()
         where: dict[tuple[int, int], set[int]] = defaultdict(set)
         for i, (w, c) in enumerate(zip(words, counts, strict=True)):
-            for pair in zip(w, w[1:]):
+            for pair in zip(w, w[1:], strict=False):
                 pair_counts[pair] += c
                 where[pair].add(i)
         merges: list[tuple[int, int]] = []
@@ -97,7 +97,7 @@ class ByteBPETokenizer:
             a, b = best
             for i in where.pop(best):
                 w, c = words[i], counts[i]
-                for pair in zip(w, w[1:]):
+                for pair in zip(w, w[1:], strict=False):
                     pair_counts[pair] -= c
                     if pair_counts[pair] <= 0:
                         del pair_counts[pair]
@@ -110,7 +110,7 @@ class ByteBPETokenizer:
                         out.append(w[j])
                         j += 1
                 words[i] = out
-                for pair in zip(out, out[1:]):
+                for pair in zip(out, out[1:], strict=False):
                     pair_counts[pair] += c
                     where[pair].add(i)
             if verbose and len(merges) % 200 == 0:
@@ -124,7 +124,7 @@ class ByteBPETokenizer:
         ids = list(piece.encode("utf-8"))
         while len(ids) > 1:
             # apply the earliest-learned merge present, as training did
-            ranked = [(self.ranks.get(p, len(self.ranks)), k) for k, p in enumerate(zip(ids, ids[1:]))]
+            ranked = [(self.ranks.get(p, len(self.ranks)), k) for k, p in enumerate(zip(ids, ids[1:], strict=False))]
             rank, k = min(ranked)
             if rank == len(self.ranks):
                 break

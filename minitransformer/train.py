@@ -162,7 +162,8 @@ def save_checkpoint(out: Path, step: int, model: GPT, opt: AdamW, tokenizer: Any
                     batch_rng: np.random.Generator) -> None:
     arrays, rest = _optim_split(opt)
     manifest = {"model_config": asdict(model.config), "tokenizer": tokenizer.to_dict(), "optimizer": rest,
-                "train_config": asdict(cfg), "rng": {"global": get_rng_state(), "batches": batch_rng.bit_generator.state}}
+                "train_config": asdict(cfg),
+                "rng": {"global": get_rng_state(), "batches": batch_rng.bit_generator.state}}
     checkpoint.save(out, step, {k: v.numpy() for k, v in model.state_dict().items()}, arrays, manifest)
 
 

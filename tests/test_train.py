@@ -36,7 +36,7 @@ def test_bpe_round_trips_any_string(s):
 def test_bpe_learns_merges_and_saves(bpe, tmp_path):
     assert 256 < bpe.vocab_size <= 300  # merging stops early when every piece is a single token
     ids = bpe.encode("def add(a, b):")
-    assert len(ids) < len("def add(a, b):".encode())  # merges compress the training text
+    assert len(ids) < len(b"def add(a, b):")  # merges compress the training text
     save_tokenizer(bpe, tmp_path / "tok.json")
     again = load_tokenizer(tmp_path / "tok.json")
     assert again.encode(TEXT) == bpe.encode(TEXT)

@@ -17,6 +17,7 @@ import math
 import warnings
 
 import numba
+import numpy as np
 from numba.core import types
 from numba.extending import intrinsic, overload
 
@@ -50,7 +51,7 @@ def _int32_bits_as_float32(typingctx, i):  # noqa: ANN001, ANN202
 def fast_exp32(x):  # noqa: ANN001, ANN201
     lo = numba.float32(-87.33654)
     t = min(max(x, lo), numba.float32(88.72283))
-    n = math.floor(t * numba.float32(1.44269504) + numba.float32(0.5))
+    n = np.floor(t * numba.float32(1.44269504) + numba.float32(0.5))  # a float: math.floor returns int64
     r = t - n * numba.float32(0.693359375) - n * numba.float32(-2.12194440e-4)
     z = r * r
     p = numba.float32(1.9875691500e-4)
@@ -80,8 +81,6 @@ def _fexp(x):  # noqa: ANN001, ANN202
 # branch-free (every interval computed, the right one selected), with fast_exp32 for the tail.
 def _f32(coeffs):  # noqa: ANN001, ANN202
     """Coefficients lowest order first -> float32 tuple highest order first (for Horner)."""
-    import numpy as np
-
     return tuple(np.float32(c) for c in reversed(coeffs))
 
 
@@ -91,8 +90,6 @@ def _load_fdlibm():  # noqa: ANN202
     return (np.float32(g._ERX), _f32(g._PP), _f32(g._QQ), _f32(g._PA), _f32(g._QA), _f32(g._RA),
             _f32(g._SA), _f32(g._RB), _f32(g._SB))
 
-
-import numpy as np  # noqa: E402
 
 _ERX32, _PP32, _QQ32, _PA32, _QA32, _RA32, _SA32, _RB32, _SB32 = _load_fdlibm()
 
