@@ -133,8 +133,11 @@ def worker(threads: int, config: str, which: list[str], reps: int) -> dict:
 
 
 def run_worker(threads: int, config: str, which: list[str], reps: int) -> dict:
+    # Passive OpenMP waiting keeps the three thread pools in one process (OpenBLAS, Numba's OpenMP and
+    # PyTorch's) from spinning against each other on two cores; it is what minitransformer sets by default.
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
-           "MKL_NUM_THREADS": str(threads), "NUMBA_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
+           "MKL_NUM_THREADS": str(threads), "NUMBA_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT),
+           "OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": "4"}
     cmd = [sys.executable, __file__, "--worker", json.dumps([threads, config, which, reps])]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if proc.returncode:
@@ -166,19 +169,22 @@ def main() -> None:
     lines = [f"# Training step: minitransformer vs PyTorch eager ({time.strftime('%Y-%m-%d')})", "",
              f"Machine: {cpu}, {os.cpu_count()} cores. Python {platform.python_version()}, NumPy {numpy.__version__}, "
              f"PyTorch {torch_v or 'not installed'}. Step = forward + cross-entropy + backward + clip_grad_norm_ + "
-             "AdamW; medians of alternating steps in one process; peak RSS of a process running only that "
-             "library.", "",
+             "AdamW; medians of alternating steps in one process (columns 3-5), and of each library alone in its own "
+             "process (columns 6-7, which also give the peak RSS).", "",
              "| config | threads | minitransformer ms/step | PyTorch ms/step | ratio (ours / torch) | "
-             "peak RSS ours | peak RSS torch |", "|---|---|---|---|---|---|---|"]
+             "each alone: ours | each alone: torch | peak RSS ours | peak RSS torch |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for config in ["baby"] + (["large"] if args.large else []):
         reps = args.reps if config == "baby" else max(3, args.reps // 5)
         for t in args.threads:
             both = run_worker(t, config, ["ours", "torch"], reps)
-            rss_ours = run_worker(t, config, ["ours"], 3)["rss_mb"]
-            rss_torch = run_worker(t, config, ["torch"], 3)["rss_mb"] if "torch" in both else None
+            alone_ours = run_worker(t, config, ["ours"], reps)
+            alone_torch = run_worker(t, config, ["torch"], reps) if "torch" in both else {}
             ratio = f"{both['ours'] / both['torch']:.2f}" if "torch" in both else ""
+            torch_alone = f"{alone_torch['torch']:.1f}" if alone_torch else ""
+            torch_rss = f"{alone_torch['rss_mb']:.0f} MB" if alone_torch else ""
             lines.append(f"| {config} | {t} | {both['ours']:.1f} | {both.get('torch', float('nan')):.1f} | {ratio} | "
-                         f"{rss_ours:.0f} MB | {'' if rss_torch is None else f'{rss_torch:.0f} MB'} |")
+                         f"{alone_ours['ours']:.1f} | {torch_alone} | {alone_ours['rss_mb']:.0f} MB | {torch_rss} |")
             print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
