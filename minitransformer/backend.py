@@ -16,6 +16,7 @@ import importlib
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 # kernel file (same name in kernels/reference and kernels/cpu) -> backend modules are found from this list
@@ -132,9 +133,10 @@ def warmup(verbose: bool = False) -> float:
     import numpy as np
 
     t0 = time.perf_counter()
-    if verbose:
-        print("compiling the Numba kernels (first run only; cached afterwards)...", flush=True)
     k = _load("numba")
+    cache = Path(importlib.import_module(_PACKAGES["numba"]).__file__).parent / "__pycache__"
+    if verbose and not any(cache.glob("*.nbi")):
+        print("compiling the Numba kernels (about a minute, first run only; cached afterwards)...", flush=True)
     for dt in (np.float32, np.float64):
         x = np.ones((2, 3), dt)
         y = k["softmax_forward"](x)

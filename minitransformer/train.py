@@ -85,6 +85,13 @@ class TrainConfig:
                 raise ValueError(f"--{b} must be in [0, 1), got {getattr(self, b)}")
         if self.device != "cpu" and not self.device.startswith("cuda"):
             raise ValueError(f"--device must be 'cpu' or 'cuda', got {self.device!r}")
+        if self.device.startswith("cuda"):
+            from .xp import cupy_module
+
+            try:
+                cupy_module()
+            except RuntimeError as e:
+                raise ValueError(f"--device {self.device}: {e}") from None
         if self.backend not in ("auto", "numpy", "numba"):
             raise ValueError(f"--backend must be auto, numpy or numba, got {self.backend!r}")
 

@@ -209,3 +209,36 @@ def test_builtin_corpus_is_python_source_of_about_a_megabyte():
     assert 900_000 < len(text) < 1_300_000
     assert stdlib_files() == sorted(stdlib_files())
     assert "def " in text and "import " in text
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+    import signal
+    import time
+
+    data = tmp_path / "t.txt"
+    data.write_text(TEXT * 5, encoding="utf-8")
+    out = tmp_path / "o"
+    cmd = [sys.executable, "-m", "minitransformer", "train", "--data", str(data), "--out", str(out), "--n-layer", "1",
+           "--n-embd", "16", "--n-head", "2", "--block-size", "16", "--eval-interval", "2", "--eval-iters", "1",
+           "--max-iters", "100000", "--quiet", "--sample-tokens", "0"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "checkpoint.json").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "interrupted: finishing this step and saving a checkpoint" in stderr
+    assert "continue with --resume" in stdout
+    step = json.loads((out / "checkpoint.json").read_text())["step"]
+    assert step > 0
+    checkpoint.load(out)  # complete and verified
+
+
+def test_cuda_without_a_gpu_is_one_clear_line(tmp_path):
+    pytest.importorskip("numpy")
+    if mt.xp._cupy is not None:
+        pytest.skip("a GPU is present")
+    r = subprocess.run([sys.executable, "-m", "minitransformer", "train", "--device", "cuda", "--max-iters", "1"],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith("error: --device cuda: device 'cuda' is unavailable")
