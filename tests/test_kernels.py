@@ -241,9 +241,10 @@ def test_gpt_training_step_agrees_between_backends():
     assert l1 == pytest.approx(l2, rel=1e-5)
     for n in g1:
         np.testing.assert_allclose(g2[n], g1[n], rtol=1e-3, atol=2e-5, err_msg=n)
-        # Adam's first step is lr * g / |g| elementwise: a tiny gradient's rounding can move it by a
-        # fraction of lr, so the parameters are compared to a fraction of lr (1e-3)
-        np.testing.assert_allclose(p2[n], p1[n], rtol=0, atol=1e-5, err_msg=n)
+        # Adam's first step is lr * g / (|g| + eps) elementwise: where |g| is near eps, rounding in g moves
+        # the step anywhere in (-lr, lr); compare the parameters where the gradient is well above that
+        ok = np.abs(g1[n]) > 1e-5
+        np.testing.assert_allclose(p2[n][ok], p1[n][ok], rtol=0, atol=1e-5, err_msg=n)
 
 
 def test_backend_selection():

@@ -201,6 +201,7 @@ def _tile_probs_and_ds(s, dp, mask, has_mask, mrow0, causal, i0, j0, lse, D, sca
     B, bq, bk = s.shape
     Bm, Lm = mask.shape[0], mask.shape[1]
     neg_inf = s.dtype.type(-np.inf)
+    zero = s.dtype.type(0.0)  # a Python 0.0 would make x float64, and exp the slow scalar C call
     for r in prange(B * bq):
         b, i = r // bq, r % bq
         mrow = mask[b if Bm > 1 else 0, mrow0 + i if Lm > 1 else 0]
@@ -211,7 +212,7 @@ def _tile_probs_and_ds(s, dp, mask, has_mask, mrow0, causal, i0, j0, lse, D, sca
                 s[b, i, t] = 0.0
                 dp[b, i, t] = 0.0
             else:
-                x = s[b, i, t] + (mrow[j0 + t] if has_mask else 0.0)
+                x = s[b, i, t] + (mrow[j0 + t] if has_mask else zero)
                 p = fexp(x - li)
                 s[b, i, t] = p
                 dp[b, i, t] = p * (dp[b, i, t] - D[b, i]) * scale

@@ -20,6 +20,8 @@ from ._jit import fexp, pjit, prange
 @pjit
 def _fwd(x, rowmax, t, w, ignore_index, eps, lse, row_loss, row_w):  # noqa: ANN001, ANN202
     N, C = x.shape
+    one = x.dtype.type(1.0)
+    eps_c = eps / x.dtype.type(C)
     for n in prange(N):
         row = x[n]
         m = rowmax[n]
@@ -34,12 +36,12 @@ def _fwd(x, rowmax, t, w, ignore_index, eps, lse, row_loss, row_w):  # noqa: ANN
             row_w[n] = 0.0
             continue
         wt = w[tn]
-        loss = (1.0 - eps) * wt * (lse_n - row[tn])           # -w_t * log p_t
-        if eps > 0.0:
+        loss = (one - eps) * wt * (lse_n - row[tn])           # -w_t * log p_t
+        if eps > 0:
             smooth = row.dtype.type(0.0)
             for c in range(C):
                 smooth += w[c] * (lse_n - row[c])             # -sum_c w_c log p_c
-            loss += eps / C * smooth
+            loss += eps_c * smooth
         row_loss[n] = loss
         row_w[n] = wt
 
@@ -48,6 +50,8 @@ def _fwd(x, rowmax, t, w, ignore_index, eps, lse, row_loss, row_w):  # noqa: ANN
 def _bwd(x, t, w, wsum, ignore_index, eps, lse, g, scale, dx):  # noqa: ANN001, ANN202
     N, C = x.shape
     per_row = g.shape[0] == N and N > 1
+    one = x.dtype.type(1.0)
+    eps_c = eps / x.dtype.type(C)
     for n in prange(N):
         tn = t[n]
         if tn == ignore_index:
@@ -55,11 +59,11 @@ def _bwd(x, t, w, wsum, ignore_index, eps, lse, g, scale, dx):  # noqa: ANN001, 
             continue
         gn = (g[n] if per_row else g[0]) * scale
         wt = w[tn]
-        total = (1.0 - eps) * wt + eps / C * wsum           # sum_c Q[n, c] before the 1/D
+        total = (one - eps) * wt + eps_c * wsum              # sum_c Q[n, c] before the 1/D
         for c in range(C):
             p = fexp(x[n, c] - lse[n])
-            dx[n, c] = gn * (p * total - eps / C * w[c])
-        dx[n, tn] -= gn * (1.0 - eps) * wt
+            dx[n, c] = gn * (p * total - eps_c * w[c])
+        dx[n, tn] -= gn * (one - eps) * wt
 
 
 def cross_entropy_forward(logits, target, weight, ignore_index, label_smoothing, reduction):  # noqa: ANN001, ANN201
@@ -97,5 +101,5 @@ def cross_entropy_backward(dloss, cache):  # noqa: ANN001, ANN201
     g = np.ascontiguousarray(np.atleast_1d(dloss), dtype=x.dtype)
     with np.errstate(divide="ignore"):
         scale = x.dtype.type(1.0 / denom) if denom != 0 else x.dtype.type(np.nan)
-    _bwd(x, t, w, w.sum(), ignore_index, x.dtype.type(eps), lse, g, scale, dx)
+    _bwd(x, t, w, w.sum(dtype=x.dtype), ignore_index, x.dtype.type(eps), lse, g, scale, dx)
     return dx

@@ -19,17 +19,20 @@ from ._jit import pjit, prange
 @pjit
 def _fwd(x, w, b, eps, out, mean, rstd):  # noqa: ANN001, ANN202
     N, C = x.shape
+    # constants in the input's dtype: a Python float or int would promote float32 rows to float64
+    inv_c = x.dtype.type(1.0 / C)
+    one = x.dtype.type(1.0)
     for n in prange(N):
         row = x[n]
         s = row.dtype.type(0.0)
         for c in range(C):
             s += row[c]
-        mu = s / C
+        mu = s * inv_c
         v = row.dtype.type(0.0)
         for c in range(C):
             d = row[c] - mu
             v += d * d
-        r = 1.0 / np.sqrt(v / C + eps)
+        r = one / np.sqrt(v * inv_c + eps)
         for c in range(C):
             out[n, c] = (row[c] - mu) * r * w[c] + b[c]
         mean[n] = mu
@@ -40,6 +43,7 @@ def _fwd(x, w, b, eps, out, mean, rstd):  # noqa: ANN001, ANN202
 def _bwd(dout, x, w, mean, rstd, dx, dw_part, db_part):  # noqa: ANN001, ANN202
     N, C = x.shape
     P = dw_part.shape[0]
+    inv_c = x.dtype.type(1.0 / C)
     for p in prange(P):
         for n in range(p * N // P, (p + 1) * N // P):
             mu, r = mean[n], rstd[n]
@@ -48,15 +52,16 @@ def _bwd(dout, x, w, mean, rstd, dx, dw_part, db_part):  # noqa: ANN001, ANN202
             for c in range(C):
                 xhat = (x[n, c] - mu) * r
                 g = dout[n, c] * w[c]
-                s1 += g
+                dx[n, c] = g  # kept: recomputing it below would let the compiler fuse it into an FMA
+                s1 += g       # with "- s1", and g - mean(g) would no longer cancel exactly
                 s2 += g * xhat
                 dw_part[p, c] += dout[n, c] * xhat
                 db_part[p, c] += dout[n, c]
-            s1 /= C
-            s2 /= C
+            s1 *= inv_c
+            s2 *= inv_c
             for c in range(C):
                 xhat = (x[n, c] - mu) * r
-                dx[n, c] = r * (dout[n, c] * w[c] - s1 - xhat * s2)
+                dx[n, c] = r * (dx[n, c] - s1 - xhat * s2)
 
 
 def layernorm_forward(x, weight, bias, eps):  # noqa: ANN001, ANN201

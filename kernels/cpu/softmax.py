@@ -58,10 +58,12 @@ def _log_softmax_fwd(x, rowmax, y):  # noqa: ANN001, ANN202
             continue
         s = row.dtype.type(0.0)
         for c in range(C):
-            s += fexp(row[c] - m)
-        shift = m + np.log(s)
+            d = row[c] - m
+            out[c] = d  # stored first: fastmath may re-associate (x - m) - log s into x - (m + log s),
+            s += fexp(d)  # and m + log s rounds log s away when |m| is large
+        log_s = np.log(s)
         for c in range(C):
-            out[c] = row[c] - shift
+            out[c] -= log_s
 
 
 @pjit
