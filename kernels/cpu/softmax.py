@@ -90,17 +90,23 @@ def softmax_forward(x):  # noqa: ANN001, ANN201
     return _forward(_softmax_fwd, x)
 
 
-def softmax_backward(dy, y):  # noqa: ANN001, ANN201
+def _backward(kernel, dy, y):  # noqa: ANN001, ANN202
+    rows = _rows(y)
     dx = np.empty(y.shape, dtype=y.dtype)
-    _softmax_bwd(_rows(dy), _rows(y), dx.reshape(-1, y.shape[-1]) if y.ndim else dx.reshape(1, 1))
+    kernel(_rows(dy), rows, dx.reshape(rows.shape))
     return dx
 
 
+def softmax_backward(dy, y):  # noqa: ANN001, ANN201
+    """dy, y = softmax(x): (..., C) -> dx."""
+    return _backward(_softmax_bwd, dy, y)
+
+
 def log_softmax_forward(x):  # noqa: ANN001, ANN201
+    """x: (..., C) -> log_softmax over the last axis."""
     return _forward(_log_softmax_fwd, x)
 
 
 def log_softmax_backward(dy, y):  # noqa: ANN001, ANN201
-    dx = np.empty(y.shape, dtype=y.dtype)
-    _log_softmax_bwd(_rows(dy), _rows(y), dx.reshape(-1, y.shape[-1]) if y.ndim else dx.reshape(1, 1))
-    return dx
+    """dy, y = log_softmax(x): (..., C) -> dx."""
+    return _backward(_log_softmax_bwd, dy, y)
