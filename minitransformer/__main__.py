@@ -80,10 +80,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     result = __import__("minitransformer.train", fromlist=["train"]).train(
         cfg, overrides={k: v for k, v in values.items() if k != "resume"}, progress=not args.quiet)
     print(f"done: step {result['step']}, val loss {result['val_loss']:.4f}; checkpoint in {result['out']}")
-    n = cfg.sample_tokens if "sample_tokens" in values or not cfg.resume else cfg.sample_tokens
-    if n:
+    if cfg.sample_tokens:
         print("sample:")
-        _stream(result["model"].eval(), result["tokenizer"], "\n", n, 0.7, None, None)
+        _stream(result["model"].eval(), result["tokenizer"], "\n", cfg.sample_tokens, 0.7, None, None)
 
 
 def _stream(model: Any, tokenizer: Any, prompt: str, n: int, temperature: float, top_k: int | None,
