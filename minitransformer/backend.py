@@ -144,8 +144,8 @@ def warmup(verbose: bool = False) -> float:
         y = k["log_softmax_forward"](x)
         k["log_softmax_backward"](x, y)
         for approximate in ("none", "tanh"):
-            k["bias_gelu_forward"](x, x[0], approximate)
-            k["bias_gelu_backward"](x, x, x[0], approximate)
+            y, gate = k["bias_gelu_forward"](x, x[0], approximate)
+            k["bias_gelu_backward"](x, x, x[0], approximate, gate)
         out, mean, rstd = k["layernorm_forward"](x, x[0], x[0], 1e-5)
         k["layernorm_backward"](x, x, x[0], mean, rstd)
         loss, cache = k["cross_entropy_forward"](x, np.array([0, 1]), None, -100, 0.1, "mean")

@@ -1,8 +1,9 @@
 """GELU (exact and tanh) and the fused bias + GELU of the MLP, Numba (same names and signatures as
 reference/gelu.py).
 
-One pass: read x (and bias), write y; backward reads dy and x and writes dx (the bias gradient is a
-column sum the op does with BLAS-speed NumPy). The exact form calls the C library's erf; the tanh form
+One pass: read x (and bias), write y and the gate g (gelu(v) = v g: Phi(v), or sigmoid(2u) for tanh);
+backward reads dy, x and g and writes dx, so the CDF is computed once per element, not twice (the bias
+gradient is a column sum the op does with NumPy). The exact form calls the C library's erf; the tanh form
 uses (1 + tanh u)/2 = 1/(1 + exp(-2u)) with the vectorised fast_exp32, which keeps full relative
 precision for very negative x (1 + tanh u cancels in float32).
 """
@@ -24,43 +25,63 @@ INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 C = 0.044715
 
 
-def _gelu_and_grad(v, tanh):  # noqa: ANN001, ANN202
-    """(gelu(v), gelu'(v)), computed in v's precision (see the overload below)."""
+def _gelu_gate(v, tanh):  # noqa: ANN001, ANN202
+    """The gate g with gelu(v) = v g: Phi(v) (exact) or sigmoid(2u) (tanh), in v's precision."""
 
 
-@overload(_gelu_and_grad, inline="always")
-def _gelu_and_grad_impl(v, tanh):  # noqa: ANN001, ANN202
+def _gelu_grad(v, g, tanh):  # noqa: ANN001, ANN202
+    """gelu'(v) from v and its gate g, in v's precision."""
+
+
+def _typed(v):  # noqa: ANN001, ANN202
     # Constants are cast to v's type: a Python float would promote float32 math to float64 and send
     # exp to the slow scalar C library call.
     T = numba.float32 if isinstance(v, types.Float) and v.bitwidth == 32 else numba.float64
-    k2, c, c3 = T(2 * SQRT_2_OVER_PI), T(C), T(3 * C)
-    inv_sqrt_2pi, one, two, half, lo = T(INV_SQRT_2PI), T(1.0), T(2.0), T(-0.5), T(-80.0)
+    return T, T(2 * SQRT_2_OVER_PI), T(C), T(3 * C), T(INV_SQRT_2PI), T(1.0), T(2.0), T(-0.5), T(-80.0)
+
+
+@overload(_gelu_gate, inline="always")
+def _gelu_gate_impl(v, tanh):  # noqa: ANN001, ANN202
+    T, k2, c, c3, inv_sqrt_2pi, one, two, half, lo = _typed(v)
 
     def impl(v, tanh):  # noqa: ANN001, ANN202
         if tanh:
             u2 = k2 * (v + c * v * v * v)
-            s = one / (one + fexp(-u2)) if u2 >= lo else fexp(u2)  # sigmoid(2u), no overflow
-            return v * s, s + two * v * s * (one - s) * (k2 / two) * (one + c3 * v * v)
-        cdf = phi(v)
-        return v * cdf, cdf + v * inv_sqrt_2pi * fexp(half * v * v)
+            return one / (one + fexp(-u2)) if u2 >= lo else fexp(u2)  # sigmoid(2u), no overflow
+        return phi(v)
+
+    return impl
+
+
+@overload(_gelu_grad, inline="always")
+def _gelu_grad_impl(v, g, tanh):  # noqa: ANN001, ANN202
+    T, k2, c, c3, inv_sqrt_2pi, one, two, half, lo = _typed(v)
+
+    def impl(v, g, tanh):  # noqa: ANN001, ANN202
+        if tanh:
+            return g + two * v * g * (one - g) * (k2 / two) * (one + c3 * v * v)
+        return g + v * inv_sqrt_2pi * fexp(half * v * v)
 
     return impl
 
 
 @pjit
-def _fwd(x, bias, tanh, y):  # noqa: ANN001, ANN202
+def _fwd(x, bias, tanh, y, gate):  # noqa: ANN001, ANN202
     N, M = x.shape
     for n in prange(N):
         for m in range(M):
-            y[n, m] = _gelu_and_grad(x[n, m] + bias[m], tanh)[0]
+            v = x[n, m] + bias[m]
+            g = _gelu_gate(v, tanh)
+            gate[n, m] = g
+            y[n, m] = v * g
 
 
 @pjit
-def _bwd(dy, x, bias, tanh, dx):  # noqa: ANN001, ANN202
+def _bwd(dy, x, bias, tanh, gate, dx):  # noqa: ANN001, ANN202
     N, M = x.shape
     for n in prange(N):
         for m in range(M):
-            dx[n, m] = dy[n, m] * _gelu_and_grad(x[n, m] + bias[m], tanh)[1]
+            dx[n, m] = dy[n, m] * _gelu_grad(x[n, m] + bias[m], gate[n, m], tanh)
 
 
 def _rows(a):  # noqa: ANN001, ANN202
@@ -68,20 +89,21 @@ def _rows(a):  # noqa: ANN001, ANN202
 
 
 def bias_gelu_forward(x, bias, approximate="none"):  # noqa: ANN001, ANN201
-    """x: (..., M), bias: (M,) or None -> gelu(x + bias)."""
+    """x: (..., M), bias: (M,) or None -> (gelu(x + bias), gate) with gelu(v) = v * gate."""
     x2 = _rows(x)
     b = np.zeros(x2.shape[1], x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
     y = np.empty(x2.shape, x.dtype)
-    _fwd(x2, b, approximate == "tanh", y)
-    return y.reshape(x.shape)
+    gate = np.empty(x2.shape, x.dtype)
+    _fwd(x2, b, approximate == "tanh", y, gate)
+    return y.reshape(x.shape), gate.reshape(x.shape)
 
 
-def bias_gelu_backward(dy, x, bias, approximate="none"):  # noqa: ANN001, ANN201
+def bias_gelu_backward(dy, x, bias, approximate, gate):  # noqa: ANN001, ANN201
     """-> d(x + bias) = dy * gelu'(x + bias), shaped like x (the bias gradient is its column sum)."""
     x2 = _rows(x)
     b = np.zeros(x2.shape[1], x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
     dx = np.empty(x2.shape, x.dtype)
-    _bwd(_rows(dy), x2, b, approximate == "tanh", dx)
+    _bwd(_rows(dy), x2, b, approximate == "tanh", _rows(gate), dx)
     return dx.reshape(x.shape)
 
 
@@ -89,5 +111,5 @@ def gelu_forward(x, approximate="none"):  # noqa: ANN001, ANN201
     return bias_gelu_forward(x, None, approximate)
 
 
-def gelu_backward(dy, x, approximate="none"):  # noqa: ANN001, ANN201
-    return bias_gelu_backward(dy, x, None, approximate)
+def gelu_backward(dy, x, approximate, gate):  # noqa: ANN001, ANN201
+    return bias_gelu_backward(dy, x, None, approximate, gate)

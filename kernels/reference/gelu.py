@@ -85,31 +85,29 @@ def _tanh_gate(x: Any) -> Any:
     return xp.where(u2 >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
-def gelu_forward(x: Any, approximate: str = "none") -> Any:
-    """x: any shape -> gelu(x), same shape and dtype."""
-    if approximate == "tanh":
-        return x * _tanh_gate(x)
-    cdf = 0.5 * (1.0 + erf(x * INV_SQRT_2))
-    return (x * cdf).astype(x.dtype, copy=False)
+def gelu_forward(x: Any, approximate: str = "none") -> tuple[Any, Any]:
+    """x: any shape -> (gelu(x), gate), same shape and dtype, with gelu(x) = x * gate: the gate is
+    Phi(x) (exact) or sigmoid(2u) (tanh), kept so the backward need not compute it again."""
+    gate = _tanh_gate(x) if approximate == "tanh" else (0.5 * (1.0 + erf(x * INV_SQRT_2))).astype(x.dtype, copy=False)
+    return x * gate, gate
 
 
-def gelu_backward(dy: Any, x: Any, approximate: str = "none") -> Any:
-    """dy, x: same shape -> dx = dy * gelu'(x)."""
+def gelu_backward(dy: Any, x: Any, approximate: str, gate: Any) -> Any:
+    """dy, x, gate: same shape -> dx = dy * gelu'(x)."""
     xp = xp_of(x)
     if approximate == "tanh":
-        s = _tanh_gate(x)
         du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_TANH_C * x * x)
-        return dy * (s + 2.0 * x * s * (1.0 - s) * du)
-    cdf = 0.5 * (1.0 + erf(x * INV_SQRT_2))
+        return dy * (gate + 2.0 * x * gate * (1.0 - gate) * du)
     pdf = INV_SQRT_2PI * xp.exp(-0.5 * x.astype(xp.float64, copy=False) ** 2)
-    return (dy * (cdf + x * pdf)).astype(x.dtype, copy=False)
+    return (dy * (gate + x * pdf)).astype(x.dtype, copy=False)
 
 
-def bias_gelu_forward(x: Any, bias: Any, approximate: str = "none") -> Any:
-    """gelu(x + bias): the MLP's first activation, with the Linear's bias folded in. x (..., M), bias (M,)."""
+def bias_gelu_forward(x: Any, bias: Any, approximate: str = "none") -> tuple[Any, Any]:
+    """gelu(x + bias) and its gate: the MLP's first activation, with the Linear's bias folded in.
+    x (..., M), bias (M,) or None."""
     return gelu_forward(x if bias is None else x + bias, approximate)
 
 
-def bias_gelu_backward(dy: Any, x: Any, bias: Any, approximate: str = "none") -> Any:
+def bias_gelu_backward(dy: Any, x: Any, bias: Any, approximate: str, gate: Any) -> Any:
     """-> d(x + bias), shaped like x; the bias gradient is its sum over all but the last axis."""
-    return gelu_backward(dy, x if bias is None else x + bias, approximate)
+    return gelu_backward(dy, x if bias is None else x + bias, approximate, gate)

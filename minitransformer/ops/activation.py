@@ -35,10 +35,12 @@ def relu(input: Tensor) -> Tensor:
 class GELU(Function):
     def forward(self, x, approximate):
         self.x, self.approximate = x, approximate
-        return backend.kernel("gelu_forward")(x, approximate)
+        self.bwd = backend.kernel("gelu_backward")
+        out, self.gate = backend.kernel("gelu_forward")(x, approximate)
+        return out
 
     def backward(self, dout):
-        return (backend.kernel("gelu_backward")(dout, self.x, self.approximate),)
+        return (self.bwd(dout, self.x, self.approximate, self.gate),)
 
 
 class BiasGELU(Function):
@@ -48,10 +50,11 @@ class BiasGELU(Function):
     def forward(self, x, bias, approximate):
         self.x, self.bias, self.approximate = x, bias, approximate
         self.bwd = backend.kernel("bias_gelu_backward")
-        return backend.kernel("bias_gelu_forward")(x, bias, approximate)
+        out, self.gate = backend.kernel("bias_gelu_forward")(x, bias, approximate)
+        return out
 
     def backward(self, dout):
-        dx = self.bwd(dout, self.x, self.bias, self.approximate)
+        dx = self.bwd(dout, self.x, self.bias, self.approximate, self.gate)
         return dx, dx.reshape(-1, dx.shape[-1]).sum(axis=0)
 
 
