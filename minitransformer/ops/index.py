@@ -27,6 +27,20 @@ def _scatter_add(xp: Any, target: Any, index: Any, values: Any) -> None:
         cupyx.scatter_add(target, index, values)
 
 
+def _scatter_add_rows(xp: Any, target: Any, ids: Any, rows: Any) -> None:
+    """target[ids[n]] += rows[n] for 1-D ids: sort the ids, sum each run of equal ids with one
+    reduceat, write each sum once. ufunc.at does the same one row at a time, about 7x slower."""
+    if ids.size == 0:
+        return
+    if xp is not np:  # CuPy has no ufunc.reduceat: its scatter-add is fast on a GPU anyway
+        _scatter_add(xp, target, ids, rows)
+        return
+    order = xp.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    starts = xp.flatnonzero(xp.concatenate([xp.ones(1, dtype=bool), sorted_ids[1:] != sorted_ids[:-1]]))
+    target[sorted_ids[starts]] += xp.add.reduceat(rows[order], starts, axis=0)
+
+
 def _is_basic(index: tuple[Any, ...]) -> bool:
     return all(isinstance(i, (int, np.integer, slice)) or i is None or i is Ellipsis for i in index)
 
@@ -164,7 +178,7 @@ class Embedding(Function):
         xp = array_module(dout)
         dweight = xp.zeros(self.shape, dtype=dout.dtype)
         # (N, C) rows added into (V, C): repeated token ids accumulate
-        _scatter_add(xp, dweight, self.idx.reshape(-1), dout.reshape(-1, self.shape[-1]))
+        _scatter_add_rows(xp, dweight, self.idx.reshape(-1), dout.reshape(-1, self.shape[-1]))
         if self.padding_idx is not None:
             dweight[self.padding_idx] = 0
         return (dweight,)
