@@ -32,6 +32,11 @@ pjit = numba.njit(cache=True, error_model="numpy", fastmath=FASTMATH, parallel=T
 prange = numba.prange
 
 
+def rows(a):  # noqa: ANN001, ANN201
+    """(..., C) -> contiguous (N, C), a view when a is already contiguous: the layout the row kernels take."""
+    return np.ascontiguousarray(a).reshape(-1, a.shape[-1]) if a.ndim else a.reshape(1, 1)
+
+
 def jit_inline(fn):  # noqa: ANN001, ANN201
     return numba.njit(cache=True, error_model="numpy", fastmath=FASTMATH, inline="always")(fn)
 

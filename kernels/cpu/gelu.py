@@ -17,7 +17,7 @@ import numpy as np
 from numba.core import types
 from numba.extending import overload
 
-from ._jit import fexp, phi, pjit, prange
+from ._jit import fexp, phi, pjit, prange, rows
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 INV_SQRT_2 = 1.0 / math.sqrt(2.0)
@@ -84,13 +84,9 @@ def _bwd(dy, x, bias, tanh, gate, dx):  # noqa: ANN001, ANN202
             dx[n, m] = dy[n, m] * _gelu_grad(x[n, m] + bias[m], gate[n, m], tanh)
 
 
-def _rows(a):  # noqa: ANN001, ANN202
-    return np.ascontiguousarray(a).reshape(-1, a.shape[-1]) if a.ndim else a.reshape(1, 1)
-
-
 def bias_gelu_forward(x, bias, approximate="none"):  # noqa: ANN001, ANN201
     """x: (..., M), bias: (M,) or None -> (gelu(x + bias), gate) with gelu(v) = v * gate."""
-    x2 = _rows(x)
+    x2 = rows(x)
     b = np.zeros(x2.shape[1], x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
     y = np.empty(x2.shape, x.dtype)
     gate = np.empty(x2.shape, x.dtype)
@@ -100,10 +96,10 @@ def bias_gelu_forward(x, bias, approximate="none"):  # noqa: ANN001, ANN201
 
 def bias_gelu_backward(dy, x, bias, approximate, gate):  # noqa: ANN001, ANN201
     """-> d(x + bias) = dy * gelu'(x + bias), shaped like x (the bias gradient is its column sum)."""
-    x2 = _rows(x)
+    x2 = rows(x)
     b = np.zeros(x2.shape[1], x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
     dx = np.empty(x2.shape, x.dtype)
-    _bwd(_rows(dy), x2, b, approximate == "tanh", _rows(gate), dx)
+    _bwd(rows(dy), x2, b, approximate == "tanh", rows(gate), dx)
     return dx.reshape(x.shape)
 
 

@@ -11,12 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import fexp, pjit, prange
-
-
-def _rows(a):  # noqa: ANN001, ANN202
-    """(..., C) -> contiguous (N, C) (a view when a is already contiguous)."""
-    return np.ascontiguousarray(a).reshape(-1, a.shape[-1]) if a.ndim else a.reshape(1, 1)
+from ._jit import fexp, pjit, prange, rows
 
 
 @pjit
@@ -78,10 +73,10 @@ def _log_softmax_bwd(dy, y, dx):  # noqa: ANN001, ANN202
 
 
 def _forward(kernel, x):  # noqa: ANN001, ANN202
-    rows = _rows(x)
+    x2 = rows(x)
     y = np.empty(x.shape, dtype=x.dtype)
     # the row maximum from NumPy's SIMD max: a max loop in Numba cannot vectorise without no-NaN fastmath
-    kernel(rows, rows.max(axis=1), y.reshape(rows.shape))
+    kernel(x2, x2.max(axis=1), y.reshape(x2.shape))
     return y
 
 
@@ -91,9 +86,9 @@ def softmax_forward(x):  # noqa: ANN001, ANN201
 
 
 def _backward(kernel, dy, y):  # noqa: ANN001, ANN202
-    rows = _rows(y)
+    y2 = rows(y)
     dx = np.empty(y.shape, dtype=y.dtype)
-    kernel(_rows(dy), rows, dx.reshape(rows.shape))
+    kernel(rows(dy), y2, dx.reshape(y2.shape))
     return dx
 
 
