@@ -13,7 +13,7 @@ from typing import Any
 
 from ..ops import dropout, embedding, gelu, log_softmax, relu, softmax
 from ..ops.activation import bias_gelu
-from ..ops.attention import attention
+from ..ops.attention import Attention, additive_mask, attention
 from ..ops.linalg import linear
 from ..ops.loss import cross_entropy, mse_loss, nll_loss
 from ..ops.norm import layer_norm
@@ -90,13 +90,14 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
             raise ValueError("scaled_dot_product_attention: pass either attn_mask or is_causal=True, not both")
         parts = (~xp.tril(xp.ones((L, S), dtype=bool)), None)  # key j > query i is the future
     if dropout_p == 0.0 and query.shape[:-2] == key.shape[:-2] == value.shape[:-2]:
+        causal = is_causal and L <= S  # a causal mask with L > S blocks whole rows: use the general mask
+        fused_parts = (None, None) if causal else parts
         try:
-            causal = is_causal and L <= S  # a causal mask with L > S blocks whole rows: use the general path
-            if causal:
-                parts = (None, None)
-            return attention(query, key, value, *parts, causal=causal, scale=scale)
+            mask = additive_mask(*fused_parts, query.shape[:-2], L, S, query.dtype)
         except ValueError:
-            pass  # a mask the fused kernel's layout cannot hold: fall through to the composition
+            pass  # a mask the fused kernel's layout cannot hold: the composition below takes it
+        else:
+            return Attention.apply(query, key, value, mask=mask, scale=scale, causal=causal)
     return _attention_composed(query, key, value, *parts, scale, dropout_p)
 
 
