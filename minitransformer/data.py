@@ -41,9 +41,10 @@ def stdlib_files(target_bytes: int = STDLIB_TARGET_BYTES) -> list[Path]:
     return out
 
 
-def stdlib_corpus(target_bytes: int = STDLIB_TARGET_BYTES) -> str:
-    """The built-in corpus as one string (files joined by blank lines)."""
-    return "\n\n".join(p.read_text(encoding="utf-8", errors="replace") for p in stdlib_files(target_bytes))
+def stdlib_corpus(files: list[Path] | None = None) -> str:
+    """The built-in corpus as one string (the files of `stdlib_files()` joined by blank lines)."""
+    files = stdlib_files() if files is None else files
+    return "\n\n".join(p.read_text(encoding="utf-8", errors="replace") for p in files)
 
 
 def read_chunks(path: Path) -> Iterator[str]:
@@ -91,8 +92,9 @@ def prepare(data: str | None, out: Path, tokenizer: Tokenizer | None, kind: str,
     """Tokenise the corpus into out/data/tokens.bin once (reused while the source and tokenizer are
     unchanged); build the tokenizer from the text unless one is given (a resumed run)."""
     if data is None:
-        text = stdlib_corpus()
-        source = {"corpus": "python-stdlib", "files": len(stdlib_files()), "chars": len(text)}
+        files = stdlib_files()
+        text = stdlib_corpus(files)
+        source = {"corpus": "python-stdlib", "files": len(files), "chars": len(text)}
         chunks = lambda: iter([text])  # noqa: E731
         sample = text
     else:
