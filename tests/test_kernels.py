@@ -143,6 +143,19 @@ def test_gelu_and_bias_gelu(case, approximate, with_bias, seed):
     close(N["gelu_forward"](x, approximate)[0], R["gelu_forward"](x, approximate)[0], dt, 1)
 
 
+
+def test_gelu_gate_keeps_relative_precision_in_the_tail():
+    # Phi(v) for v << 0 is erfc(|v|/sqrt 2)/2 itself, about 1e-31 at v = -11.6: a float32 kernel that forms
+    # 1 - erf or clamps its argument returns the wrong order of magnitude there, which an absolute
+    # tolerance would not notice. Relative error only; float32's own rounding of v*v sets the 2e-5.
+    # float64 goes to -37 (Phi ~ 1e-300) and is held to 1e-8.
+    for dt, lo, rtol in ((np.float32, -12.5, 2e-5), (np.float64, -37.0, 1e-8)):
+        v = np.linspace(lo, 6.0, 20_001).astype(dt)
+        gate = N["gelu_forward"](v[None, :])[1][0]
+        gate_ref = R["gelu_forward"](v.astype(np.float64)[None, :])[1][0]
+        assert gate_ref.min() > 0  # the reference itself keeps the tail
+        np.testing.assert_allclose(gate, gate_ref, rtol=rtol, atol=0, err_msg=str(dt))
+
 @st.composite
 def attention_case(draw):
     B, E, Ev = draw(st.integers(1, 3)), draw(st.integers(1, 9)), draw(st.integers(1, 9))

@@ -3,7 +3,8 @@ reference/gelu.py).
 
 One pass: read x (and bias), write y and the gate g (gelu(v) = v g: Phi(v), or sigmoid(2u) for tanh);
 backward reads dy, x and g and writes dx, so the CDF is computed once per element, not twice (the bias
-gradient is a column sum the op does with NumPy). The exact form calls the C library's erf; the tanh form
+gradient is a column sum the op does with NumPy). The exact form uses phi32 in float32 (a branch-free
+erfc with one division and one fast_exp32, see _jit.py) and the C library's erf in float64; the tanh form
 uses (1 + tanh u)/2 = 1/(1 + exp(-2u)) with the vectorised fast_exp32, which keeps full relative
 precision for very negative x (1 + tanh u cancels in float32).
 """

@@ -1,6 +1,6 @@
-"""GELU, exact and tanh-approximated: forward and backward, plus the error function it needs.
+"""GELU, exact and tanh-approximated: forward and backward, plus the normal CDF it needs.
 
-    exact:  gelu(x) = x * Phi(x),  Phi(x) = (1 + erf(x / sqrt 2)) / 2
+    exact:  gelu(x) = x * Phi(x),  Phi(x) = (1 + erf(x / sqrt 2)) / 2 = erfc(-x / sqrt 2) / 2
             gelu'(x) = Phi(x) + x * phi(x),  phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
     tanh:   gelu(x) = x/2 * (1 + tanh(u)),  u = sqrt(2/pi) * (x + 0.044715 x^3)
             gelu'(x) = (1 + t)/2 + x/2 * (1 - t^2) * sqrt(2/pi) * (1 + 3 * 0.044715 x^2),  t = tanh(u)
@@ -8,10 +8,12 @@
             negative x, 1 + tanh(u) cancels catastrophically in float32, while 1 / (1 + exp(-2u)) keeps
             full relative precision (and 1 - t^2 = 4 s (1 - s)).
 
-NumPy has no vectorised erf, so `erf` below evaluates the rational approximations of Sun's fdlibm
+NumPy has no vectorised erf, so `erfc` below evaluates the rational approximations of Sun's fdlibm
 (s_erf.c, accurate to under 1 ulp in float64) with array operations: one polynomial pair per interval of
-|x|, selected with `where`. Inputs of any float dtype are evaluated in float64 and cast back, so float32
-results are correctly rounded.
+|x|, selected with `where`. Phi is taken from erfc, not from 1 + erf: for x << 0, 1 + erf(x / sqrt 2)
+cancels (at x = -8 only one significant digit survives in float64), while erfc(|x| / sqrt 2) / 2 keeps
+full relative precision down to where the float underflows. Inputs of any float dtype are evaluated in
+float64 and cast back, so float32 results are correctly rounded.
 """
 
 from __future__ import annotations
@@ -59,22 +61,28 @@ def _poly(coeffs: tuple[float, ...], z: Any) -> Any:
     return acc
 
 
-def erf(x: Any) -> Any:
-    """The error function, elementwise, in float64 (any array module)."""
-    xp = xp_of(x)
-    x = x.astype(xp.float64, copy=False)
-    ax = xp.minimum(xp.abs(x), 6.0)  # erf(|x| >= 6) == 1 in float64; clamping keeps every branch finite
-    z = ax * ax
-    small = ax * (1.0 + _poly(_PP, z) / _poly(_QQ, z))                     # |x| < 0.84375
-    s = ax - 1.0
-    mid = _ERX + _poly(_PA, s) / _poly(_QA, s)                              # 0.84375 <= |x| < 1.25
-    with_tail = xp.maximum(ax, 1.25)                                        # keep 1/x^2 finite below 1.25
+def erfc_nonnegative(a: Any) -> Any:
+    """erfc(a) for a >= 0, elementwise, in float64 (any array module), with full relative precision."""
+    xp = xp_of(a)
+    a = xp.minimum(a.astype(xp.float64, copy=False), 28.0)  # erfc(28) underflows float64 to 0 already
+    z = a * a
+    small = 1.0 - a * (1.0 + _poly(_PP, z) / _poly(_QQ, z))                 # a < 0.84375: 1 - erf
+    s = a - 1.0
+    mid = (1.0 - _ERX) - _poly(_PA, s) / _poly(_QA, s)                      # 0.84375 <= a < 1.25
+    with_tail = xp.maximum(a, 1.25)                                         # keep 1/a^2 finite below 1.25
     w = 1.0 / (with_tail * with_tail)
     ratio = xp.where(with_tail < 1.0 / 0.35, _poly(_RA, w) / _poly(_SA, w), _poly(_RB, w) / _poly(_SB, w))
-    # erfc(x) = exp(-x^2 - 0.5625 + R/S) / x for 1.25 <= |x| < 6; erf = 1 - erfc, and 1 beyond 6.
-    tail = 1.0 - xp.exp(-with_tail * with_tail - 0.5625 + ratio) / with_tail
-    out = xp.where(ax < 0.84375, small, xp.where(ax < 1.25, mid, xp.where(ax < 6.0, tail, 1.0)))
-    return xp.where(xp.isnan(x), x, xp.copysign(out, x))
+    tail = xp.exp(-with_tail * with_tail - 0.5625 + ratio) / with_tail     # a >= 1.25, computed directly
+    return xp.where(a < 0.84375, small, xp.where(a < 1.25, mid, tail))
+
+
+def normal_cdf(x: Any) -> Any:
+    """Phi(x) = erfc(-x / sqrt 2) / 2, elementwise, in float64: the lower tail is erfc(|x| / sqrt 2) / 2
+    itself, the upper one 1 minus that (no cancellation either way)."""
+    xp = xp_of(x)
+    x = x.astype(xp.float64, copy=False)
+    lower = 0.5 * erfc_nonnegative(xp.abs(x) * INV_SQRT_2)                  # Phi(-|x|)
+    return xp.where(xp.isnan(x), x, xp.where(x < 0, lower, 1.0 - lower))
 
 
 def _tanh_gate(x: Any) -> Any:
@@ -88,7 +96,7 @@ def _tanh_gate(x: Any) -> Any:
 def gelu_forward(x: Any, approximate: str = "none") -> tuple[Any, Any]:
     """x: any shape -> (gelu(x), gate), same shape and dtype, with gelu(x) = x * gate: the gate is
     Phi(x) (exact) or sigmoid(2u) (tanh), kept so the backward need not compute it again."""
-    gate = _tanh_gate(x) if approximate == "tanh" else (0.5 * (1.0 + erf(x * INV_SQRT_2))).astype(x.dtype, copy=False)
+    gate = _tanh_gate(x) if approximate == "tanh" else normal_cdf(x).astype(x.dtype, copy=False)
     return x * gate, gate
 
 
