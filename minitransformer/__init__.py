@@ -18,6 +18,35 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 
+def _keep_freed_memory() -> None:
+    """Let glibc reuse freed activation buffers instead of returning them to the kernel.
+
+    By default glibc serves blocks above 128 KiB-32 MiB (a threshold it moves) with fresh mmap pages and
+    unmaps them on free, so every new activation array of a training step page-faults on first touch:
+    about 8 ms of a 70 ms baby-GPT step here (benchmarks/results/train-step-cpu.md). With the mmap
+    threshold at 256 MiB and the trim threshold at 1 GiB, freed blocks stay in the heap and are reused;
+    peak memory is unchanged, memory is handed back when the process ends. Linux/glibc only; set
+    MINITRANSFORMER_MALLOC=default to keep the process's allocator settings untouched.
+    """
+    if os.environ.get("MINITRANSFORMER_MALLOC", "") == "default" or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        return
+    try:
+        libc = ctypes.CDLL(None)
+        m_trim_threshold, m_mmap_threshold = -1, -3  # mallopt parameter numbers from glibc's malloc.h
+        libc.mallopt(m_mmap_threshold, 256 << 20)
+        libc.mallopt(m_trim_threshold, 1 << 30)
+    except (OSError, AttributeError):
+        return
+
+
+_keep_freed_memory()
+
+
 def _mount_kernels() -> None:
     """Make `minitransformer.kernels` importable from a source checkout.
 
