@@ -22,7 +22,7 @@ import minitransformer  # noqa: F401
 def faults_of_one_step():
     # a training step's pattern: many live arrays of a few sizes, all freed, then the same again
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    live = [np.ones(n, np.float32) for n in [393_216, 98_304, 294_912, 1_572_864] * 8]
+    live = [np.ones(n, np.float32) for n in [393_216, 98_304, 294_912, 786_432] * 8]
     del live
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
@@ -47,7 +47,13 @@ def test_a_step_reuses_freed_blocks_without_page_faults():
     assert page_faults_per_step(None) < 100
 
 
+def _huge_pages_always() -> bool:
+    path = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    return path.exists() and "[always]" in path.read_text()
+
+
+@pytest.mark.skipif(_huge_pages_always(), reason="transparent huge pages hide the page faults of fresh mappings")
 def test_opt_out_keeps_glibc_defaults():
     # glibc maps the large blocks afresh and unmaps them on free: every 4 KiB page faults again
-    # (about 9,000 faults for the 36 MB of this step)
+    # (thousands of faults for the 25 MB of this step), unless the kernel backs them with huge pages
     assert page_faults_per_step("default") > 1000
