@@ -197,6 +197,33 @@ def test_attention_v1_and_v2(case, seed):
             close(got, ref, dt, max(L, S) * max(E, Ev), what)
 
 
+
+@kernel_settings
+@given(B=st.integers(1, 3), nh=st.integers(1, 3), hs=st.integers(1, 9), T=st.sampled_from([1, 63, 64, 65, 130]),
+       causal=st.booleans(), dt=dtypes, seed=st.integers(0, 2**16))
+def test_attention_on_strided_views_of_a_packed_buffer(B, nh, hs, T, causal, dt, seed):
+    """The production kernel takes q, k, v as (B, nh, T, hs) views of one (B, T, 3, nh, hs) buffer (no copy),
+    returns out laid out as (B, T, nh, hs) in memory, and writes the gradients into views of one packed
+    gradient; all against the reference on contiguous copies."""
+    rng = np.random.default_rng(seed)
+    heads = rng.standard_normal((B, T, 3, nh, hs)).astype(dt)
+    q, k, v = (heads[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
+    args = (None, 1 / np.sqrt(hs), causal)
+    out_r, lse_r = R["attention_forward"](*(np.ascontiguousarray(a) for a in (q, k, v)), *args)
+    out, lse = N["attention_forward"](q, k, v, *args)
+    close(out, out_r, dt, T, "out")
+    close(lse, lse_r, dt, T, "lse")
+    assert out.transpose(0, 2, 1, 3).flags.c_contiguous or T == 1 or nh == 1
+    dy = rng.standard_normal((B, T, nh, hs)).astype(dt).transpose(0, 2, 1, 3)  # a strided upstream gradient
+    grads_r = R["attention_backward"](np.ascontiguousarray(dy), *(np.ascontiguousarray(a) for a in (q, k, v)),
+                                      out_r, lse_r, *args)
+    packed = np.zeros_like(heads)
+    views = tuple(packed[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
+    got = N["attention_backward"](dy, q, k, v, out, lse, *args, grads=views)
+    for g, view, ref_g, what in zip(got, views, grads_r, ("dq", "dk", "dv"), strict=True):
+        assert g is view, what
+        close(g, ref_g, dt, T * hs, what)
+
 def test_attention_extra_memory_does_not_grow_with_t_squared():
     """The tiled kernel's temporaries are (B, BQ, BK) tiles: at T=1024 they are far smaller than T^2."""
     import tracemalloc

@@ -174,6 +174,39 @@ def test_scaled_dot_product_attention(case, data):
     check_op(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, **kw), reference, [q, k, v], {})
 
 
+
+@given(B=st.integers(1, 2), T=st.integers(1, 4), nh=st.integers(1, 3), hs=st.integers(1, 3),
+       kind=st.sampled_from(["none", "causal", "bool", "float"]), data=st.data())
+def test_qkv_attention(B, T, nh, hs, kind, data):
+    """The fused packed op against the independent per-row formula applied to the split heads."""
+    C = nh * hs
+    qkv = data.draw(arrays((B, T, 3 * C)))
+    mask = None
+    if kind == "bool":
+        mask = data.draw(arrays((T, T), elements=st.booleans())).astype(bool)  # True = may attend
+    elif kind == "float":
+        mask = data.draw(arrays((T, T), elements=st.floats(-3, 3) | st.just(-np.inf)))
+    kw = {"is_causal": True} if kind == "causal" else {"attn_mask": mask}
+
+    def reference(qkv):
+        q, k, v = (qkv[..., i * C:(i + 1) * C].reshape(B, T, nh, hs).transpose(0, 2, 1, 3) for i in range(3))
+        if kind == "causal":
+            y = ref.attention(q, k, v, blocked=np.triu(np.ones((T, T), bool), 1))
+        elif kind == "bool":
+            y = ref.attention(q, k, v, blocked=~mask)
+        elif kind == "float":
+            y = ref.attention(q, k, v, blocked=np.isneginf(mask), bias=np.where(np.isneginf(mask), 0, mask))
+        else:
+            y = ref.attention(q, k, v)
+        return y.transpose(0, 2, 1, 3).reshape(B, T, C)
+
+    check_op(lambda t: F.qkv_attention(t, nh, **kw), reference, [qkv], {})
+
+
+def test_qkv_attention_rejects_a_width_that_does_not_split_into_heads():
+    with pytest.raises(ValueError, match=r"qkv of shape \(B, T, 3 \* C\).*n_head=4.*\(2, 3, 18\)"):
+        F.qkv_attention(mt.zeros(2, 3, 18), 4)
+
 def test_causal_mask_uses_minus_inf_so_the_future_gets_exactly_zero_weight():
     q = mt.tensor(np.zeros((1, 3, 2)))
     k = mt.tensor(np.array([[[0.0, 0.0], [0.0, 0.0], [1e3, 1e3]]]))  # a future key with a huge score

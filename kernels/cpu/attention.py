@@ -6,7 +6,11 @@ v1  row-streaming, pure Numba (below): simple, O(TILE) extra memory per row, but
 v2  tiled with BLAS (in production): blocks of BQ queries against tiles of BK keys; the tile products (Q K^T, P V and
     the five products of the backward) go to NumPy's batched matmul, and everything between them (mask,
     online softmax, rescaling, dS) is one parallel Numba pass over the tile. Tiles above the diagonal are
-    skipped when causal. Extra memory: a few (B, BQ, BK) tiles, independent of the sequence length.
+    skipped when causal, and a causal row stops at the diagonal inside the tile on it. q, k, v may have any
+    leading dims and strides (BLAS reads the (B, nh, T, hs) head views of a packed qkv buffer directly), the
+    output is allocated in q's memory order, and the backward can write into given gradient views; the first
+    product into each gradient tile is written in place (matmul's out=), later ones added.
+    Extra memory: a few (B, BQ, BK) tiles, independent of the sequence length.
     In production (attention_forward / attention_backward). A version with the tile products written as
     register-blocked Numba micro-kernels (as matmul.py v3) and whole tiles per thread was measured 1.2-1.6x
     slower than this one on one thread and no faster on two, so BLAS keeps the products.
@@ -160,44 +164,61 @@ def attention_backward_v1(dout, q, k, v, out, lse, mask, scale, causal):  # noqa
 BQ = BK = 64
 
 
+def _layout_like(a, shape):  # noqa: ANN001, ANN202
+    """An empty array of `shape` (same ndim as a) whose memory order follows a's strides: for q, a view
+    (B, nh, T, hs) of a packed (B, T, 3, nh, hs) buffer, the result is (B, T, nh, hs) in memory, so the
+    caller's transpose back to (B, T, C) is free."""
+    return np.empty_like(a, shape=shape)
+
+
 @pjit
-def _tile_softmax_update(s, mask, has_mask, mrow0, causal, i0, j0, m, l_sum, acc):  # noqa: ANN001, ANN202
-    """Scores s (B, bq, bk) -> p = exp(s - m_new) in place, updating the running max m, sum l_sum and
-    rescaling the accumulator acc (B, bq, Ev) for each row."""
+def _tile_softmax_update(s, mask, has_mask, mrow0, causal, i0, j0, scale, m, l_sum, acc):  # noqa: ANN001, ANN202
+    """Raw scores q k^T s (B, bq, bk) -> p = exp(s scale + mask - m_new) in place, updating the running max
+    m, sum l_sum and rescaling the accumulator acc (B, bq, Ev) for each row. A causal row stops at the
+    diagonal: keys after it get p = 0 without an exp (half the tile on the diagonal)."""
     B, bq, bk = s.shape
     Bm, Lm = mask.shape[0], mask.shape[1]
     neg_inf = s.dtype.type(-np.inf)
+    zero = s.dtype.type(0.0)
     for r in prange(B * bq):
         b, i = r // bq, r % bq
         row = s[b, i]
         mrow = mask[b if Bm > 1 else 0, mrow0 + i if Lm > 1 else 0]
+        n = min(bk, max(0, i0 + i - j0 + 1)) if causal else bk             # keys this row may see
         tmax = neg_inf
-        for t in range(bk):
-            if (causal and j0 + t > i0 + i) or (has_mask and mrow[j0 + t] == neg_inf):
-                row[t] = neg_inf
-            elif has_mask:
-                row[t] += mrow[j0 + t]
-            tmax = max(tmax, row[t])
+        if has_mask:
+            for t in range(n):
+                x = mrow[j0 + t]
+                row[t] = neg_inf if x == neg_inf else row[t] * scale + x
+                tmax = max(tmax, row[t])
+        else:
+            for t in range(n):
+                row[t] = row[t] * scale
+                tmax = max(tmax, row[t])
         m_old = m[b, i]
         m_new = max(m_old, tmax)
         if m_new == neg_inf:
-            row[:] = 0.0
+            row[:] = zero
             continue
         corr = fexp(m_old - m_new)
-        total = s.dtype.type(0.0)
-        for t in range(bk):
+        total = zero
+        for t in range(n):
             p = fexp(row[t] - m_new)
             row[t] = p
             total += p
+        for t in range(n, bk):
+            row[t] = zero
         l_sum[b, i] = l_sum[b, i] * corr + total
         m[b, i] = m_new
-        for e in range(acc.shape[2]):
-            acc[b, i, e] *= corr
+        if corr != 1.0:
+            for e in range(acc.shape[2]):
+                acc[b, i, e] *= corr
 
 
 @pjit
 def _tile_probs_and_ds(s, dp, mask, has_mask, mrow0, causal, i0, j0, lse, D, scale):  # noqa: ANN001, ANN202
-    """Backward of one tile: s (B, bq, bk) scores -> p = exp(s - lse) in place; dp -> ds = p (dp - D) scale."""
+    """Backward of one tile: raw scores s (B, bq, bk) -> p = exp(s scale + mask - lse) in place;
+    dp -> ds = p (dp - D) scale. Blocked keys (masked, after the diagonal, or every key of a row) get 0."""
     B, bq, bk = s.shape
     Bm, Lm = mask.shape[0], mask.shape[1]
     neg_inf = s.dtype.type(-np.inf)
@@ -205,72 +226,101 @@ def _tile_probs_and_ds(s, dp, mask, has_mask, mrow0, causal, i0, j0, lse, D, sca
     for r in prange(B * bq):
         b, i = r // bq, r % bq
         mrow = mask[b if Bm > 1 else 0, mrow0 + i if Lm > 1 else 0]
-        li = lse[b, i]
-        for t in range(bk):
-            blocked = (causal and j0 + t > i0 + i) or (has_mask and mrow[j0 + t] == neg_inf) or li == neg_inf
-            if blocked:
-                s[b, i, t] = 0.0
-                dp[b, i, t] = 0.0
-            else:
-                x = s[b, i, t] + (mrow[j0 + t] if has_mask else zero)
-                p = fexp(x - li)
-                s[b, i, t] = p
-                dp[b, i, t] = p * (dp[b, i, t] - D[b, i]) * scale
+        li, Di = lse[b, i], D[b, i]
+        n = min(bk, max(0, i0 + i - j0 + 1)) if causal else bk
+        if li == neg_inf:
+            n = 0
+        srow, dprow = s[b, i], dp[b, i]
+        for t in range(n):
+            x = srow[t] * scale + (mrow[j0 + t] if has_mask else zero)
+            p = fexp(x - li)                                                # exp(-inf) = 0 for a masked key
+            srow[t] = p
+            dprow[t] = p * (dprow[t] - Di) * scale
+        for t in range(n, bk):
+            srow[t] = zero
+            dprow[t] = zero
+
+
+def _mask_arg(mask, dt):  # noqa: ANN001, ANN202
+    if mask is None:
+        return _NO_MASK[dt], False
+    return np.ascontiguousarray(mask, dtype=dt), True
 
 
 def attention_forward(q, k, v, mask, scale, causal):  # noqa: ANN001, ANN201
-    """q (B, L, E), k (B, S, E), v (B, S, Ev), mask None or (Bm, Lm, S) -> out (B, L, Ev), lse (B, L)."""
-    q, k, v, m_arr, has_mask = _prep(q, k, v, mask)
-    B, L, _ = q.shape
-    S, Ev = k.shape[1], v.shape[2]
+    """q (..., L, E), k (..., S, E), v (..., S, Ev) with the same leading dims (any strides; nothing is
+    copied), mask None or (Bm, Lm, S) with Bm in {1, prod(...)} -> out (..., L, Ev), lse (..., L).
+    `out` is laid out in memory like q (see _layout_like)."""
+    lead, (L, _), (S, Ev) = q.shape[:-2], q.shape[-2:], v.shape[-2:]
+    Bn = int(np.prod(lead, dtype=np.int64))
     dt = q.dtype
+    m_arr, has_mask = _mask_arg(mask, dt)
     scale = dt.type(scale)
-    out = np.empty((B, L, Ev), dt)
-    lse = np.empty((B, L), dt)
-    kT = k.transpose(0, 2, 1)                                               # (B, E, S) view
+    out = _layout_like(q, lead + (L, Ev))
+    lse = np.empty(lead + (L,), dt)
+    kT = np.swapaxes(k, -1, -2)                                             # (..., E, S) view
     for i0 in range(0, L, BQ):
         i1 = min(i0 + BQ, L)
-        qb = q[:, i0:i1] * scale                                            # (B, bq, E)
-        m = np.full((B, i1 - i0), -np.inf, dt)
-        l_sum = np.zeros((B, i1 - i0), dt)
-        acc = np.zeros((B, i1 - i0, Ev), dt)
+        bq = i1 - i0
+        qb = q[..., i0:i1, :]                                               # (..., bq, E) view
+        m = np.full((Bn, bq), -np.inf, dt)
+        l_sum = np.zeros((Bn, bq), dt)
+        acc = np.empty(lead + (bq, Ev), dt)
         stop = min(S, i1) if causal else S
         for j0 in range(0, stop, BK):
             j1 = min(j0 + BK, stop)
-            s = np.matmul(qb, kT[:, :, j0:j1])                             # (B, bq, bk) scores, BLAS
-            _tile_softmax_update(s, m_arr, has_mask, i0, causal, i0, j0, m, l_sum, acc)
-            acc += np.matmul(s, v[:, j0:j1])                                # += P V, BLAS
-        with np.errstate(divide="ignore", invalid="ignore"):
-            empty = l_sum == 0
-            out[:, i0:i1] = np.where(empty[..., None], 0, acc / np.where(empty, 1, l_sum)[..., None])
-            lse[:, i0:i1] = np.where(empty, -np.inf, m + np.log(np.where(empty, 1, l_sum)))
+            s = np.matmul(qb, kT[..., j0:j1])                               # (..., bq, bk) raw scores, BLAS
+            _tile_softmax_update(s.reshape(Bn, bq, j1 - j0), m_arr, has_mask, i0, causal, i0, j0, scale, m, l_sum,
+                                 acc.reshape(Bn, bq, Ev))
+            if j0 == 0:
+                np.matmul(s, v[..., j0:j1, :], out=acc)                     # P V, BLAS
+            else:
+                acc += np.matmul(s, v[..., j0:j1, :])
+        if stop == 0:
+            acc[...] = 0
+        empty = l_sum == 0                                                  # rows with every key blocked
+        with np.errstate(divide="ignore"):
+            inv = np.where(empty, 0, 1 / np.where(empty, 1, l_sum))
+            lse[..., i0:i1] = np.where(empty, -np.inf, m + np.log(np.where(empty, 1, l_sum))).reshape(lead + (bq,))
+        np.multiply(acc, inv.reshape(lead + (bq, 1)), out=out[..., i0:i1, :])
     return out, lse
 
 
-def attention_backward(dout, q, k, v, out, lse, mask, scale, causal):  # noqa: ANN001, ANN201
-    q, k, v, m_arr, has_mask = _prep(q, k, v, mask)
-    dout = np.ascontiguousarray(dout)
-    B, L, _ = q.shape
-    S = k.shape[1]
+def attention_backward(dout, q, k, v, out, lse, mask, scale, causal, grads=None):  # noqa: ANN001, ANN201
+    """-> dq, dk, dv shaped like q, k, v (any leading dims and strides, as attention_forward). `grads`:
+    optional zero-filled arrays (dq, dk, dv) to write into, e.g. views of one packed buffer."""
+    lead, L, S = q.shape[:-2], q.shape[-2], k.shape[-2]
+    Bn = int(np.prod(lead, dtype=np.int64))
     dt = q.dtype
+    m_arr, has_mask = _mask_arg(mask, dt)
     scale = dt.type(scale)
-    D = (dout * out).sum(axis=-1)                                           # (B, L) = rowsum(p * dp)
-    dq = np.zeros_like(q)
-    dk = np.zeros_like(k)
-    dv = np.zeros_like(v)
-    kT, vT = k.transpose(0, 2, 1), v.transpose(0, 2, 1)
+    D = np.einsum("...e,...e->...", dout, out).reshape(Bn, L)               # rowsum(p * dp), one pass
+    lse2 = lse.reshape(Bn, L)
+    dq, dk, dv = grads if grads is not None else (np.zeros_like(q), np.zeros_like(k), np.zeros_like(v))
+    kT, vT = np.swapaxes(k, -1, -2), np.swapaxes(v, -1, -2)
+    key_tiles_written = set()
+
+    def add_product(dst, a, b, first):  # noqa: ANN001, ANN202
+        # dst += a @ b; the first product into a (zero-filled) tile is written in place, with no temporary
+        if first:
+            np.matmul(a, b, out=dst)
+        else:
+            dst += np.matmul(a, b)
+
     for i0 in range(0, L, BQ):
         i1 = min(i0 + BQ, L)
-        qb, dob = q[:, i0:i1], dout[:, i0:i1]
-        qs = qb * scale
+        qb, dob = q[..., i0:i1, :], dout[..., i0:i1, :]
         stop = min(S, i1) if causal else S
         for j0 in range(0, stop, BK):
             j1 = min(j0 + BK, stop)
-            s = np.matmul(qs, kT[:, :, j0:j1])                             # recomputed scores
-            dp = np.matmul(dob, vT[:, :, j0:j1])                           # dP = dO V^T
-            _tile_probs_and_ds(s, dp, m_arr, has_mask, i0, causal, i0, j0, lse[:, i0:i1], D[:, i0:i1], scale)
-            dv[:, j0:j1] += np.matmul(s.transpose(0, 2, 1), dob)           # dV += P^T dO
-            dq[:, i0:i1] += np.matmul(dp, k[:, j0:j1])                     # dQ += dS K
-            dk[:, j0:j1] += np.matmul(dp.transpose(0, 2, 1), qb)           # dK += dS^T Q
+            s = np.matmul(qb, kT[..., j0:j1])                               # recomputed raw scores
+            dp = np.matmul(dob, vT[..., j0:j1])                             # dP = dO V^T
+            _tile_probs_and_ds(s.reshape(Bn, i1 - i0, j1 - j0), dp.reshape(Bn, i1 - i0, j1 - j0), m_arr, has_mask,
+                               i0, causal, i0, j0, np.ascontiguousarray(lse2[:, i0:i1]),
+                               np.ascontiguousarray(D[:, i0:i1]), scale)
+            first_for_keys = j0 not in key_tiles_written
+            key_tiles_written.add(j0)
+            add_product(dv[..., j0:j1, :], np.swapaxes(s, -1, -2), dob, first_for_keys)   # dV += P^T dO
+            add_product(dq[..., i0:i1, :], dp, k[..., j0:j1, :], j0 == 0)                 # dQ += dS K
+            add_product(dk[..., j0:j1, :], np.swapaxes(dp, -1, -2), qb, first_for_keys)   # dK += dS^T Q
     return dq, dk, dv
-

@@ -7,7 +7,8 @@ matrix per batch entry. The fused kernels (cpu/attention.py, cuda/attention.cu) 
 Backward (docs/derivations/attention.md), with p recomputed as exp(s - lse):
     dv = p^T dout,  dp = dout v^T,  ds = p * (dp - D) with D = rowsum(dout * out),
     dq = scale * ds k,  dk = scale * ds^T q
-Shapes: q (B, L, E), k (B, S, E), v (B, S, Ev), mask None or (Bm, Lm, S) with Bm in {1, B}, Lm in {1, L}.
+Shapes: q (..., L, E), k (..., S, E), v (..., S, Ev) with the same leading dims ... (B in short), mask None or
+(Bm, Lm, S) with Bm in {1, B}, Lm in {1, L}.
 Memory: O(B L S) for the scores, which is what the fused kernels avoid.
 """
 
@@ -20,9 +21,10 @@ from ._xp import xp_of
 
 def _scores(q: Any, k: Any, mask: Any, scale: float, causal: bool) -> Any:
     xp = xp_of(q)
-    s = (q @ xp.swapaxes(k, -1, -2)) * q.dtype.type(scale)                   # (B, L, S)
+    s = (q @ xp.swapaxes(k, -1, -2)) * q.dtype.type(scale)                   # (..., L, S)
     if mask is not None:
-        s = s + mask
+        lead = s.shape[:-2] if mask.shape[0] > 1 else ()
+        s = s + mask.reshape(lead + mask.shape[-2:])                         # (Bm, Lm, S) -> (..., Lm, S)
     if causal:
         L, S = s.shape[-2:]
         s = xp.where(xp.tril(xp.ones((L, S), dtype=bool)), s, -xp.inf)
@@ -30,7 +32,7 @@ def _scores(q: Any, k: Any, mask: Any, scale: float, causal: bool) -> Any:
 
 
 def attention_forward(q: Any, k: Any, v: Any, mask: Any, scale: float, causal: bool) -> tuple[Any, Any]:
-    """-> out (B, L, Ev), lse (B, L)."""
+    """-> out (..., L, Ev), lse (..., L)."""
     xp = xp_of(q)
     s = _scores(q, k, mask, scale, causal)
     m = s.max(axis=-1, keepdims=True)
@@ -44,8 +46,9 @@ def attention_forward(q: Any, k: Any, v: Any, mask: Any, scale: float, causal: b
 
 
 def attention_backward(dout: Any, q: Any, k: Any, v: Any, out: Any, lse: Any, mask: Any, scale: float,
-                       causal: bool) -> tuple[Any, Any, Any]:
-    """-> dq, dk, dv shaped like q, k, v."""
+                       causal: bool, grads: tuple[Any, Any, Any] | None = None) -> tuple[Any, Any, Any]:
+    """-> dq, dk, dv shaped like q, k, v; written into `grads` (three arrays, e.g. views of one packed
+    buffer) when given."""
     xp = xp_of(q)
     s = _scores(q, k, mask, scale, causal)
     finite = xp.isfinite(lse)[..., None]
@@ -54,4 +57,9 @@ def attention_backward(dout: Any, q: Any, k: Any, v: Any, out: Any, lse: Any, ma
     dp = dout @ xp.swapaxes(v, -1, -2)
     D = (dout * out).sum(axis=-1, keepdims=True)                             # = rowsum(p * dp)
     ds = p * (dp - D) * q.dtype.type(scale)
-    return ds @ k, xp.swapaxes(ds, -1, -2) @ q, dv
+    result = (ds @ k, xp.swapaxes(ds, -1, -2) @ q, dv)
+    if grads is None:
+        return result
+    for dst, src in zip(grads, result, strict=True):
+        dst[...] = src
+    return grads

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..ops import dropout, embedding, gelu, log_softmax, relu, softmax
 from ..ops.activation import bias_gelu
-from ..ops.attention import Attention, additive_mask, attention
+from ..ops.attention import Attention, QKVAttention, additive_mask, attention
 from ..ops.linalg import linear
 from ..ops.loss import cross_entropy, mse_loss, nll_loss
 from ..ops.norm import layer_norm
@@ -22,7 +22,7 @@ from ..xp import array_module
 
 __all__ = [
     "bias_gelu", "cross_entropy", "dropout", "embedding", "gelu", "layer_norm", "linear", "log_softmax", "mse_loss",
-    "multi_head_attention_forward", "nll_loss", "relu", "scaled_dot_product_attention", "softmax",
+    "multi_head_attention_forward", "nll_loss", "qkv_attention", "relu", "scaled_dot_product_attention", "softmax",
 ]
 
 
@@ -100,6 +100,26 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
             return Attention.apply(query, key, value, mask=mask, scale=scale, causal=causal)
     return _attention_composed(query, key, value, *parts, scale, dropout_p)
 
+
+
+def qkv_attention(qkv: Tensor, n_head: int, attn_mask: Any = None, is_causal: bool = False,
+                  scale: float | None = None) -> Tensor:
+    """Multi-head self-attention of a packed projection as one fused node (no dropout on the weights).
+    qkv (B, T, 3C): q, k, v side by side, as nanoGPT's c_attn produces them; n_head heads of size
+    hs = C / n_head -> (B, T, C) with the heads side by side. The same as splitting qkv into q, k, v, viewing
+    each as (B, nh, T, hs), scaled_dot_product_attention with these mask arguments (broadcastable to
+    (B, nh, T, T)), and putting the heads back, without the copies in between."""
+    if qkv.ndim != 3 or qkv.shape[-1] % (3 * n_head):
+        raise ValueError(f"qkv_attention: expected qkv of shape (B, T, 3 * C) with C divisible by n_head={n_head}, "
+                         f"got {qkv.shape}")
+    if is_causal and attn_mask is not None:
+        raise ValueError("qkv_attention: pass either attn_mask or is_causal=True, not both")
+    B, T, C3 = qkv.shape
+    hs = C3 // (3 * n_head)
+    parts = _mask_parts(attn_mask, "qkv_attention", allowed_is_true=True)
+    mask = additive_mask(*parts, (B, n_head), T, T, qkv.dtype)
+    scale = 1.0 / math.sqrt(hs) if scale is None else scale
+    return QKVAttention.apply(qkv, n_head=n_head, mask=mask, scale=scale, causal=is_causal)
 
 def _attention_composed(query: Tensor, key: Tensor, value: Tensor, blocked: Any, bias: Any, scale: float,
                         dropout_p: float) -> Tensor:

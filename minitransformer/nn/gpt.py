@@ -42,7 +42,12 @@ class CausalSelfAttention(Module):
         from it and this call's are appended, so only the new positions are computed."""
         B, T, C = x.shape
         nh, hs = self.n_head, C // self.n_head
-        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        qkv = self.c_attn(x)                                     # (B, T, 3C): q, k, v side by side
+        if cache is None and not (self.training and self.dropout > 0):
+            # the same computation as below in one fused node, without the copies between the steps
+            y = F.qkv_attention(qkv, nh, is_causal=True)         # (B, T, C)
+            return self.resid_dropout(self.c_proj(y))
+        q, k, v = qkv.split(self.n_embd, dim=2)
         q = q.view(B, T, nh, hs).transpose(1, 2)                 # (B, nh, T, hs)
         k = k.view(B, T, nh, hs).transpose(1, 2)
         v = v.view(B, T, nh, hs).transpose(1, 2)

@@ -16,21 +16,45 @@ from ..xp import array_module
 
 
 class Attention(Function):
+    """q (..., L, E), k (..., S, E), v (..., S, Ev) -> (..., L, Ev). The arrays go to the kernels as they are
+    (views with any strides; the kernels do not copy them)."""
+
     def forward(self, q, k, v, mask, scale, causal):
-        lead, (L, E), (S, Ev) = q.shape[:-2], q.shape[-2:], v.shape[-2:]
-        self.q = q.reshape(-1, L, E)                                 # (B, L, E), B = prod(lead)
-        self.k = k.reshape(-1, S, E)
-        self.v = v.reshape(-1, S, Ev)
+        self.q, self.k, self.v = q, k, v
         self.mask, self.scale, self.causal = mask, scale, causal
-        self.out, self.lse = backend.kernel("attention_forward")(self.q, self.k, self.v, mask, scale, causal)
+        self.out, self.lse = backend.kernel("attention_forward")(q, k, v, mask, scale, causal)
         self.bwd = backend.kernel("attention_backward")
-        self.shapes = (q.shape, k.shape, v.shape)
-        return self.out.reshape(*lead, L, Ev)
+        return self.out
 
     def backward(self, dout):
-        dq, dk, dv = self.bwd(dout.reshape(self.out.shape), self.q, self.k, self.v, self.out, self.lse,
-                              self.mask, self.scale, self.causal)
-        return tuple(g.reshape(s) for g, s in zip((dq, dk, dv), self.shapes, strict=True))
+        return self.bwd(dout, self.q, self.k, self.v, self.out, self.lse, self.mask, self.scale, self.causal)
+
+
+class QKVAttention(Function):
+    """Multi-head self-attention straight from a packed projection: qkv (B, T, 3C) holds q, k and v side
+    by side, each C = nh * hs wide; the result (B, T, C) has the heads side by side. One node for what
+    is otherwise split + view + transpose (x3) + attention + transpose + contiguous + view: q, k, v go to
+    the kernel as strided views of qkv, the output comes back already in (B, T, nh, hs) memory order, and
+    the backward writes dq, dk, dv straight into one packed (B, T, 3C) gradient."""
+
+    def forward(self, qkv, n_head, mask, scale, causal):
+        B, T, C3 = qkv.shape
+        self.heads = qkv.reshape(B, T, 3, n_head, C3 // (3 * n_head))        # a view: Linear's output is contiguous
+        q, k, v = (self.heads[:, :, i].transpose(0, 2, 1, 3) for i in range(3))  # (B, nh, T, hs) views
+        self.mask, self.scale, self.causal = mask, scale, causal
+        self.out, self.lse = backend.kernel("attention_forward")(q, k, v, mask, scale, causal)
+        self.bwd = backend.kernel("attention_backward")
+        return self.out.transpose(0, 2, 1, 3).reshape(B, T, C3 // 3)        # free when out is (B, T, nh, hs) in memory
+
+    def backward(self, dout):
+        B, T, _, nh, hs = self.heads.shape
+        xp = array_module(dout)
+        dheads = xp.zeros(self.heads.shape, dout.dtype)                      # (B, T, 3, nh, hs)
+        q, k, v = (self.heads[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
+        grads = tuple(dheads[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
+        dy = dout.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)                # (B, nh, T, hs) view
+        self.bwd(dy, q, k, v, self.out, self.lse, self.mask, self.scale, self.causal, grads=grads)
+        return (dheads.reshape(B, T, 3 * nh * hs),)
 
 
 def additive_mask(blocked: Any, bias: Any, lead: tuple[int, ...], L: int, S: int, dtype: Any) -> Any:
@@ -62,3 +86,4 @@ def attention(q: Tensor, k: Tensor, v: Tensor, blocked: Any = None, bias: Any = 
     same leading dims; blocked/bias as in `additive_mask`."""
     mask = additive_mask(blocked, bias, q.shape[:-2], q.shape[-2], k.shape[-2], q.dtype)
     return Attention.apply(q, k, v, mask=mask, scale=scale, causal=causal)
+
