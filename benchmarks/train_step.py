@@ -147,11 +147,31 @@ def run_worker(threads: int, config: str, which: list[str], reps: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def alone(threads: int, config: str, reps: int, rounds: int, with_torch: bool) -> tuple[dict, dict]:
+    """Each library alone in its own process, the two processes alternating `rounds` times (the machine's
+    load drifts between processes); the median over rounds of each process's median, and the peak RSS."""
+    import statistics
+
+    runs: dict[str, list[dict]] = {"ours": [], "torch": []}
+    for _ in range(rounds):
+        runs["ours"].append(run_worker(threads, config, ["ours"], reps))
+        if with_torch:
+            runs["torch"].append(run_worker(threads, config, ["torch"], reps))
+    out = []
+    for name, rs in runs.items():
+        if not rs:
+            out.append({})
+            continue
+        out.append({name: statistics.median(r[name] for r in rs), "rss_mb": max(r["rss_mb"] for r in rs)})
+    return out[0], out[1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--large", action="store_true")
     ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of the each-alone processes")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "train-step-cpu.md")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -173,7 +193,9 @@ def main() -> None:
              f"PyTorch {torch_v or 'not installed'}. Step = forward + cross-entropy + backward + clip_grad_norm_ + "
              "AdamW; medians of alternating steps in one process (columns 3-5; passive OpenMP waiting, which "
              "minitransformer sets and without which the pools of the two libraries fight), and of each library "
-             "alone in its own process with its own defaults (columns 6-7, which also give the peak RSS).", "",
+             "alone in its own process with its own defaults, the two processes alternating three times, median of "
+             "the process medians (columns 6-7, which also give the peak RSS). Thread count as in column 2 "
+             "(OMP/OPENBLAS/NUMBA_NUM_THREADS and torch.set_num_threads).", "",
              "| config | threads | minitransformer ms/step | PyTorch ms/step | ratio (ours / torch) | "
              "each alone: ours | each alone: torch | peak RSS ours | peak RSS torch |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -181,8 +203,7 @@ def main() -> None:
         reps = args.reps if config == "baby" else max(3, args.reps // 5)
         for t in args.threads:
             both = run_worker(t, config, ["ours", "torch"], reps)
-            alone_ours = run_worker(t, config, ["ours"], reps)
-            alone_torch = run_worker(t, config, ["torch"], reps) if "torch" in both else {}
+            alone_ours, alone_torch = alone(t, config, reps, args.rounds, "torch" in both)
             ratio = f"{both['ours'] / both['torch']:.2f}" if "torch" in both else ""
             torch_alone = f"{alone_torch['torch']:.1f}" if alone_torch else ""
             torch_rss = f"{alone_torch['rss_mb']:.0f} MB" if alone_torch else ""
