@@ -1,0 +1,317 @@
+"""The training loop every job shares (the language model of `minitransformer train`, translation,
+classification, the ViT): AdamW with weight decay on the 2-D weights, nanoGPT's warmup-then-cosine learning
+rate, gradient accumulation and clipping, evaluation every `eval_interval` steps, atomic checkpoints with the
+optimizer and RNG states (so a resumed run continues exactly), Ctrl-C that saves before exiting, a progress
+bar, and the loss curve as history.json and loss.png. docs/training.md walks through it.
+
+A job hands `fit` a `Job`: the model, a function that draws one batch of a split and returns its mean loss,
+the JSON that describes the model for its checkpoint, and optionally more metrics for each evaluation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import backend, checkpoint
+from .autograd import no_grad
+from .nn.module import Module
+from .nn.utils import clip_grad_norm_
+from .optim import AdamW, weight_decay_groups
+from .random import get_rng_state, manual_seed, set_rng_state
+from .tensor import Tensor
+
+
+@dataclass
+class LoopConfig:
+    """The options of the loop itself, with nanoGPT's names; each job's config extends this one."""
+
+    max_iters: int = 1500
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_iters: int = 100
+    lr_decay_iters: int | None = None  # None = max_iters
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0            # 0 disables clipping
+    grad_accum: int = 1
+    batch_size: int = 12
+    eval_interval: int = 250
+    eval_iters: int = 20
+    out: str = "out"
+    resume: bool = False
+    seed: int = 1337
+    backend: str = "auto"
+    device: str = "cpu"
+    history: list[dict[str, float]] = field(default_factory=list, repr=False)
+
+    POSITIVE = ("max_iters", "batch_size", "grad_accum", "eval_interval", "eval_iters")
+
+    def validate(self) -> None:
+        """Raise ValueError with one clear line for a bad value."""
+        for name in self.POSITIVE:
+            if getattr(self, name) <= 0 and not (name == "max_iters" and self.max_iters == 0):
+                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
+            raise ValueError(f"need 0 <= --min-lr <= --lr and --lr > 0, got lr={self.lr}, min_lr={self.min_lr}")
+        if self.warmup_iters < 0 or (self.lr_decay_iters is not None and self.lr_decay_iters < self.warmup_iters):
+            raise ValueError("--lr-decay-iters must be at least --warmup-iters")
+        for b in ("beta1", "beta2"):
+            if not 0.0 <= getattr(self, b) < 1.0:
+                raise ValueError(f"--{b} must be in [0, 1), got {getattr(self, b)}")
+        if self.device != "cpu" and not self.device.startswith("cuda"):
+            raise ValueError(f"--device must be 'cpu' or 'cuda', got {self.device!r}")
+        if self.device.startswith("cuda"):
+            from .xp import cupy_module
+
+            try:
+                cupy_module()
+            except RuntimeError as e:
+                raise ValueError(f"--device {self.device}: {e}") from None
+        if self.backend not in ("auto", "numpy", "numba"):
+            raise ValueError(f"--backend must be auto, numpy or numba, got {self.backend!r}")
+
+
+def lr_at(it: int, cfg: LoopConfig) -> float:
+    """Linear warmup from lr/(warmup+1) (never 0), cosine decay to min_lr at lr_decay_iters, then min_lr."""
+    decay = cfg.lr_decay_iters if cfg.lr_decay_iters is not None else cfg.max_iters
+    if it < cfg.warmup_iters:
+        return cfg.lr * (it + 1) / (cfg.warmup_iters + 1)
+    if it > decay or decay == cfg.warmup_iters:
+        return cfg.min_lr
+    ratio = (it - cfg.warmup_iters) / (decay - cfg.warmup_iters)
+    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.lr - cfg.min_lr)
+
+
+def resume_config(cls: type, out: str | Path, overrides: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
+    """The config saved with the checkpoint in `out`, with `overrides` (the options given explicitly on the
+    command line) applied, and the loaded checkpoint (manifest, model state, optimizer arrays)."""
+    loaded = checkpoint.load(out)
+    doc = loaded[0]
+    saved = cls(**{k: v for k, v in doc["train_config"].items() if k in cls.__dataclass_fields__})
+    return dataclasses.replace(saved, **(overrides or {}), resume=True), {"doc": doc, "model": loaded[1],
+                                                                            "optim": loaded[2]}
+
+
+@dataclass
+class Job:
+    """What a job hands to `fit`.
+
+    model     the Module to train (already holding the resumed weights, when resuming)
+    loss      (split, rng) -> the mean loss of one batch of that split ("train" or "val"), drawn with rng
+    manifest  JSON-serialisable description saved with every checkpoint: at least "model_config"; a
+              "tokenizer" entry is also written to tokenizer.json
+    metrics   optional () -> {name: value}, run (without gradients) at each evaluation and logged with it
+    describe  one line printed when training starts (data, model size)
+    tokens_per_step  tokens in one optimizer step (0: the progress line shows no tokens/s)
+    """
+
+    model: Module
+    loss: Callable[[str, np.random.Generator], Tensor]
+    manifest: dict[str, Any]
+    metrics: Callable[[], dict[str, float]] | None = None
+    describe: str = ""
+    tokens_per_step: int = 0  # tokens in one optimizer step, for the tokens/s on the progress line
+
+
+class Progress:
+    """A live progress line: tqdm when installed, a plain carriage-return line otherwise."""
+
+    def __init__(self, total: int, initial: int, enabled: bool = True) -> None:
+        self.bar = None
+        self.enabled = enabled and sys.stderr.isatty()
+        if self.enabled:
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, initial=initial, dynamic_ncols=True, leave=False)
+            except ImportError:
+                self.bar = None
+
+    def update(self, step: int, total: int, text: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.set_postfix_str(text, refresh=False)
+            self.bar.update(1)
+        else:
+            print(f"\rstep {step}/{total} {text}", end="", file=sys.stderr, flush=True)
+
+    def write(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.write(line)
+        else:
+            if self.enabled:
+                print("\r" + " " * 100 + "\r", end="", file=sys.stderr)
+            print(line, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif self.enabled:
+            print("\r" + " " * 100 + "\r", end="", file=sys.stderr, flush=True)
+
+
+def _optim_split(opt: AdamW) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Optimizer state -> (arrays for safetensors, the JSON rest)."""
+    sd = opt.state_dict()
+    arrays, scalars = {}, {}
+    for i, st in sd["state"].items():
+        scalars[str(i)] = {k: v for k, v in st.items() if not hasattr(v, "shape")}
+        for k, v in st.items():
+            if hasattr(v, "shape"):
+                arrays[f"{i}.{k}"] = v
+    return arrays, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _optim_join(arrays: dict[str, np.ndarray], rest: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {int(i): dict(v) for i, v in rest["scalars"].items()}
+    for key, arr in arrays.items():
+        i, name = key.split(".", 1)
+        state.setdefault(int(i), {})[name] = arr
+    return {"state": state, "param_groups": rest["param_groups"]}
+
+
+def save_checkpoint(out: Path, step: int, job: Job, opt: AdamW, cfg: LoopConfig,
+                    batch_rng: np.random.Generator) -> None:
+    arrays, rest = _optim_split(opt)
+    manifest = {**job.manifest, "optimizer": rest, "train_config": asdict(cfg),
+                "rng": {"global": get_rng_state(), "batches": batch_rng.bit_generator.state}}
+    checkpoint.save(out, step, {k: v.numpy() for k, v in job.model.state_dict().items()}, arrays, manifest)
+
+
+class _StopRequest:
+    """Ctrl-C once: finish the current step, save, exit. Twice: stop at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.previous = None
+
+    def __enter__(self) -> _StopRequest:
+        def handler(signum: int, frame: Any) -> None:
+            if self.requested:
+                raise KeyboardInterrupt
+            self.requested = True
+            print("\ninterrupted: finishing this step and saving a checkpoint (Ctrl-C again to quit now)",
+                  file=sys.stderr, flush=True)
+
+        try:
+            self.previous = signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not the main thread
+            self.previous = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def prepare_run(cfg: LoopConfig, progress: bool) -> None:
+    """Validate the options, select the kernels backend (compiling them once, with a message) and seed the
+    global generator: what every job does before it builds its model."""
+    cfg.validate()
+    backend.use(cfg.backend)
+    backend.warmup(verbose=progress)
+    manual_seed(cfg.seed)
+
+
+def fit(cfg: LoopConfig, job: Job, resumed: dict[str, Any] | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train `job.model` per `cfg` (continuing the checkpoint `resumed`, from `resume_config`, when given);
+    returns {"step", "train_loss", "val_loss", "out", "metrics"}."""
+    out = Path(cfg.out)
+    model = job.model
+    if cfg.device != "cpu":
+        model.to(cfg.device)
+    batch_rng = np.random.default_rng(cfg.seed)
+    opt = AdamW(weight_decay_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    step = 0
+    if resumed is not None:
+        doc = resumed["doc"]
+        opt.load_state_dict(_optim_join(resumed["optim"], doc["optimizer"]))
+        step = int(doc["step"])
+        set_rng_state(doc["rng"]["global"])
+        batch_rng.bit_generator.state = doc["rng"]["batches"]
+    log = Progress(cfg.max_iters, step, enabled=progress)
+    log.write(job.describe + ("; " if job.describe else "") + (f"resuming at step {step}" if resumed else "starting"))
+
+    @no_grad()
+    def evaluate() -> dict[str, float]:
+        model.eval()
+        eval_rng = np.random.default_rng([cfg.seed, step])  # evaluation never moves the training streams
+        values = {split: float(np.mean([job.loss(split, eval_rng).item() for _ in range(cfg.eval_iters)]))
+                  for split in ("train", "val")}
+        if job.metrics is not None:
+            values.update(job.metrics())
+        model.train()
+        return values
+
+    values: dict[str, float] = {}
+    last_loss = float("nan")
+    with _StopRequest() as stop:
+        while True:
+            if step % cfg.eval_interval == 0 or step == cfg.max_iters:
+                values = evaluate()
+                cfg.history.append({"step": step, **values})
+                extra = "".join(f", {k} {v:.4f}" for k, v in values.items() if k not in ("train", "val"))
+                log.write(f"step {step}: train loss {values['train']:.4f}, val loss {values['val']:.4f}{extra}")
+                if step > 0:
+                    save_checkpoint(out, step, job, opt, cfg, batch_rng)
+            if step >= cfg.max_iters or stop.requested:
+                break
+            t0 = time.perf_counter()
+            lr = lr_at(step, cfg)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            for _ in range(cfg.grad_accum):
+                loss = job.loss("train", batch_rng)
+                # the mean over grad_accum micro-batches: each contributes 1/grad_accum of the gradient
+                (loss / cfg.grad_accum).backward()
+            if cfg.grad_clip > 0:
+                clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            last_loss = loss.item()
+            dt = time.perf_counter() - t0
+            speed = f" {job.tokens_per_step / dt:,.0f} tok/s" if job.tokens_per_step else ""
+            log.update(step, cfg.max_iters, f"loss {last_loss:.4f} lr {lr:.2e} {dt * 1e3:.0f} ms/step{speed}")
+        if stop.requested:
+            save_checkpoint(out, step, job, opt, cfg, batch_rng)
+            log.write(f"saved a checkpoint at step {step} in {out}; continue with --resume")
+    log.close()
+    _plot(cfg.history, out)
+    return {"step": step, "train_loss": values.get("train", last_loss), "val_loss": values.get("val"),
+            "out": str(out), "metrics": {k: v for k, v in values.items() if k not in ("train", "val")}}
+
+
+def _plot(history: list[dict[str, float]], out: Path) -> None:
+    """out/loss.png (train and val loss against step) when matplotlib is installed."""
+    (out / "history.json").write_text(json.dumps(history))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    steps = [h["step"] for h in history]
+    ax.plot(steps, [h["train"] for h in history], label="train")
+    ax.plot(steps, [h["val"] for h in history], label="val")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "loss.png", dpi=100)
+    plt.close(fig)
