@@ -1,9 +1,17 @@
-"""Command line: `minitransformer train|sample` (also `python -m minitransformer ...`).
+"""Command line (also `python -m minitransformer ...`).
 
     minitransformer train                      # a small GPT on the built-in corpus, then a sample
     minitransformer train --data input.txt --tokenizer bpe --vocab-size 1024 --max-iters 5000
     minitransformer train --out out --resume   # continue exactly where the last checkpoint stopped
     minitransformer sample --out out --prompt "def " --max-new-tokens 500 --top-p 0.9
+
+    minitransformer translate train --corpus numbers-fr     # or --data pairs.tsv (source<TAB>target)
+    minitransformer translate eval --out out/translate --beam 4
+    minitransformer translate --out out/translate "1 204 017"
+    minitransformer classify train --task brackets           # or --data labelled.tsv (label<TAB>text)
+    minitransformer classify --out out/classify "(([]){})"
+    minitransformer vit train --dataset digits --plot-attention
+    minitransformer vit eval --out out/vit
 
 Bad values give one line starting with "error:", not a traceback.
 """
@@ -30,26 +38,33 @@ HELP = {
 }
 
 
-def _train_parser(sub: Any) -> argparse.ArgumentParser:
-    p = sub.add_parser("train", help="train a GPT on a text file", description="Train a GPT (nanoGPT's options).")
-    hints = typing.get_type_hints(TrainConfig)
-    for f in dataclasses.fields(TrainConfig):
+def _add_config_options(p: argparse.ArgumentParser, cls: type, helps: dict[str, str] | None = None) -> None:
+    """One --option per field of the config dataclass `cls` (booleans as --x/--no-x), default None so
+    that the options given explicitly can be told apart (they win over --config and a resumed checkpoint)."""
+    hints = typing.get_type_hints(cls)
+    helps = {**HELP, **(helps or {})}
+    for f in dataclasses.fields(cls):
         if f.name == "history":
             continue
         flag = "--" + f.name.replace("_", "-")
         hint = hints[f.name]
         if hint is bool:
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=HELP.get(f.name))
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=helps.get(f.name))
             continue
         base = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
         p.add_argument(flag, type=base, default=None, metavar=f.name.upper(),
-                       help=(HELP.get(f.name, "") + f" (default: {f.default})").strip())
+                       help=(helps.get(f.name, "") + f" (default: {f.default})").strip())
     p.add_argument("--config", type=Path, default=None, help=HELP["config"])
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _train_parser(sub: Any) -> argparse.ArgumentParser:
+    p = sub.add_parser("train", help="train a GPT on a text file", description="Train a GPT (nanoGPT's options).")
+    _add_config_options(p, TrainConfig)
     return p
 
 
-def _load_toml(path: Path) -> dict[str, Any]:
+def _load_toml(path: Path, cls: type = TrainConfig) -> dict[str, Any]:
     try:
         import tomllib
     except ImportError:  # Python 3.10
@@ -63,7 +78,7 @@ def _load_toml(path: Path) -> dict[str, Any]:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"--config {path}: {e}") from None
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    known = {f.name for f in dataclasses.fields(cls)}
     values = {k.replace("-", "_"): v for k, v in raw.items()}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -71,11 +86,16 @@ def _load_toml(path: Path) -> dict[str, Any]:
     return values
 
 
-def cmd_train(args: argparse.Namespace) -> None:
-    explicit = {k: v for k, v in vars(args).items()
-                if v is not None and k in TrainConfig.__dataclass_fields__}
-    values = _load_toml(args.config) if args.config else {}
+def _config_values(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """--config file values, overridden by the options given explicitly."""
+    explicit = {k: v for k, v in vars(args).items() if v is not None and k in cls.__dataclass_fields__}
+    values = _load_toml(args.config, cls) if args.config else {}
     values.update(explicit)
+    return values
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    values = _config_values(args, TrainConfig)
     cfg = TrainConfig(**values)
     result = __import__("minitransformer.train", fromlist=["train"]).train(
         cfg, overrides={k: v for k, v in values.items() if k != "resume"}, progress=not args.quiet)
@@ -103,6 +123,61 @@ def _stream(model: Any, tokenizer: Any, prompt: str, n: int, temperature: float,
     sys.stdout.write(decoder.decode(b"", final=True) + "\n")
 
 
+# ---- the applications: translate, classify, vit ------------------------------------------------------------
+TASK_HELP = {
+    "translate": ("translate with an encoder-decoder Transformer",
+                  "minitransformer translate train [options] | eval --out DIR [--beam N] | --out DIR TEXT..."),
+    "classify": ("classify text with a Transformer encoder",
+                 "minitransformer classify train [options] | eval --out DIR | --out DIR TEXT..."),
+    "vit": ("classify images with a Vision Transformer",
+            "minitransformer vit train [options] | eval --out DIR | predict --out DIR FILE.npy|FILE.png..."),
+}
+
+
+def _task_module(name: str) -> Any:
+    import importlib
+
+    modules = {"translate": "translation", "classify": "classification", "vit": "vit"}
+    return importlib.import_module(f"minitransformer.tasks.{modules[name]}")
+
+
+def _task_parser(sub: Any, name: str) -> None:
+    module = _task_module(name)
+    short, usage = TASK_HELP[name]
+    p = sub.add_parser(name, help=short, usage=usage, description=module.__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("words", nargs="*", metavar="train|eval|TEXT",
+                   help="'train', 'eval', or the inputs to predict" + (" ('predict' first)" if name == "vit" else ""))
+    _add_config_options(p, module.CONFIG, module.HELP)
+    if name == "vit":
+        p.add_argument("--plot-attention", action="store_true",
+                       help="save attention.png: the class token's attention over the patches of a few test images")
+
+
+def cmd_task(name: str, args: argparse.Namespace) -> None:
+    module = _task_module(name)
+    words = list(args.words)
+    action = words.pop(0) if words and words[0] in ("train", "eval", "predict") else "predict"
+    values = _config_values(args, module.CONFIG)
+    if action == "train":
+        if words:
+            raise ValueError(f"{name} train takes options only, got {' '.join(words)!r}")
+        cfg = module.CONFIG(**values)
+        extra = {"plot_attention": True} if getattr(args, "plot_attention", False) else {}
+        result = module.train(cfg, overrides={k: v for k, v in values.items() if k != "resume"},
+                              progress=not args.quiet, **extra)
+        print(module.report(result))
+        return
+    out = values.get("out", module.CONFIG.out)
+    if action == "eval":
+        print(module.report(module.evaluate_checkpoint(out, **module.eval_options(values))))
+        return
+    if not words:
+        raise ValueError(f"nothing to predict: give the inputs, or 'train' / 'eval' (see minitransformer {name} -h)")
+    for text, answer in zip(words, module.predict(out, words, **module.eval_options(values)), strict=True):
+        print(f"{text}\t{answer}")
+
+
 def cmd_sample(args: argparse.Namespace) -> None:
     import minitransformer as mt
 
@@ -127,12 +202,16 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--top-k", type=int, default=None)
     s.add_argument("--top-p", type=float, default=None)
     s.add_argument("--seed", type=int, default=None)
+    for name in TASK_HELP:
+        _task_parser(sub, name)
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
             cmd_train(args)
-        else:
+        elif args.command == "sample":
             cmd_sample(args)
+        else:
+            cmd_task(args.command, args)
     except (ValueError, FileNotFoundError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

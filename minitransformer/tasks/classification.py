@@ -219,7 +219,8 @@ def train(cfg: ClassifyConfig, overrides: dict[str, Any] | None = None, progress
     model = TransformerClassifier(mcfg)
     if resumed:
         model.load_state_dict(resumed["model"])
-    data = {"train": LabelledData(train_ex, vocab, labels, max_len), "val": LabelledData(test_ex, vocab, labels, max_len)}
+    data = {"train": LabelledData(train_ex, vocab, labels, max_len),
+            "val": LabelledData(test_ex, vocab, labels, max_len)}
 
     def loss(split: str, rng: np.random.Generator) -> Tensor:
         x, y = data[split].batch(rng, cfg.batch_size)
@@ -261,3 +262,26 @@ def evaluate_checkpoint(out: str | Path) -> dict[str, Any]:
     cfg = ClassifyConfig(**{k: v for k, v in doc["train_config"].items() if k in ClassifyConfig.__dataclass_fields__})
     _, test_ex, _ = load_examples(cfg)
     return evaluate(model, test_ex, vocab, labels)
+
+
+# ---- the command line's view (minitransformer classify ...) ---------------------------------------------------
+CONFIG = ClassifyConfig
+HELP = {"data": "TSV file, label<TAB>text per line (default: the built-in --task)",
+        "task": "built-in task: langid or brackets", "pooling": "mean or cls (a class token)"}
+
+
+def eval_options(values: dict[str, Any]) -> dict[str, Any]:
+    return {}
+
+
+def predict(out: str | Path, texts: list[str]) -> list[str]:
+    return classify(out, texts)
+
+
+def report(result: dict[str, Any]) -> str:
+    lines = [f"held-out accuracy {100 * result['accuracy']:.2f}%, macro-F1 {result['macro_f1']:.4f}",
+             result["confusion_text"]]
+    if "train_seconds" in result:
+        lines.insert(0, f"done: step {result['step']}, val loss {result['val_loss']:.4f}, trained in "
+                        f"{result['train_seconds']:.0f} s; checkpoint in {result['out']}")
+    return "\n".join(lines)

@@ -110,7 +110,8 @@ class Seq2SeqTransformer(Module):
             memory, pad = self.encode(pad_batch(chunk))
             mem = memory.numpy()
 
-            def next_logits(rows: np.ndarray, prefixes: np.ndarray) -> np.ndarray:
+            def next_logits(rows: np.ndarray, prefixes: np.ndarray, mem: np.ndarray = mem,
+                            pad: np.ndarray = pad) -> np.ndarray:
                 logits = self.decode(prefixes, Tensor(mem[rows]), pad[rows])
                 return logits.numpy()[:, -1]
 
@@ -325,3 +326,32 @@ def evaluate_checkpoint(out: str | Path, beam: int = 1, length_penalty: float = 
     cfg = TranslateConfig(**{k: v for k, v in doc["train_config"].items() if k in TranslateConfig.__dataclass_fields__})
     _, test_pairs, _ = load_pairs(cfg)
     return {**evaluate(model, test_pairs, src_v, tgt_v, beam, length_penalty), "pairs": test_pairs}
+
+
+# ---- the command line's view (minitransformer translate ...) --------------------------------------------------
+CONFIG = TranslateConfig
+HELP = {"data": "TSV file, source<TAB>target per line (default: the built-in --corpus)",
+        "corpus": "built-in corpus: numbers-en, numbers-fr or dates",
+        "beam": "beam width for evaluation and prediction (1: greedy)",
+        "tgt_tokenizer": "char, word, or auto (word for the number corpora, char otherwise)"}
+
+
+def eval_options(values: dict[str, Any]) -> dict[str, Any]:
+    return {"beam": values.get("beam") or 1, "length_penalty": values.get("length_penalty", 0.6)}
+
+
+def predict(out: str | Path, texts: list[str], beam: int = 1, length_penalty: float = 0.6) -> list[str]:
+    return translate(out, texts, beam, length_penalty)
+
+
+def report(result: dict[str, Any]) -> str:
+    pairs = result.get("test_pairs") or result.get("pairs") or []
+    lines = [f"held-out pairs: {len(pairs):,}; exact match {100 * result['exact_match']:.2f}%, "
+             f"chrF {result['chrf']:.2f}"]
+    if "train_seconds" in result:
+        lines.insert(0, f"done: step {result['step']}, val loss {result['val_loss']:.4f}, trained in "
+                        f"{result['train_seconds']:.0f} s; checkpoint in {result['out']}")
+    wrong = [(s, t, p) for (s, t), p in zip(pairs, result["predictions"], strict=True) if p != t][:5]
+    for s, t, p in wrong:
+        lines.append(f"  {s!r}: got {p!r}, expected {t!r}")
+    return "\n".join(lines)
