@@ -204,7 +204,12 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--seed", type=int, default=None)
     for name in TASK_HELP:
         _task_parser(sub, name)
-    args = parser.parse_args(argv)
+    # inputs may follow options (`vit predict --out DIR a.npy`): argparse leaves those over as extras
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        if args.command not in TASK_HELP or any(e.startswith("-") for e in extras):
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        args.words += extras
     try:
         if args.command == "train":
             cmd_train(args)

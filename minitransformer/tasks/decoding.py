@@ -23,8 +23,14 @@ from .common import BOS, EOS, PAD
 NextLogits = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
+def _valid(logits: np.ndarray) -> np.ndarray:
+    """<pad> and <bos> are never an output token: their logits are set to -inf."""
+    logits = np.array(logits, dtype=np.float64)
+    logits[:, [PAD, BOS]] = -np.inf
+    return logits
+
+
 def _log_softmax(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.float64)
     m = x.max(axis=-1, keepdims=True)  # subtract the row max: exp never overflows
     return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
 
@@ -38,7 +44,7 @@ def greedy(next_logits: NextLogits, n: int, max_len: int) -> list[list[int]]:
     for _ in range(max_len):
         live = rows[~done]
         nxt = np.full(n, PAD, dtype=np.int64)
-        nxt[live] = next_logits(live, ys[live]).argmax(axis=-1)
+        nxt[live] = _valid(next_logits(live, ys[live])).argmax(axis=-1)
         ys = np.concatenate([ys, nxt[:, None]], axis=1)
         done |= nxt == EOS
         if done.all():
@@ -47,7 +53,7 @@ def greedy(next_logits: NextLogits, n: int, max_len: int) -> list[list[int]]:
     for row in ys[:, 1:]:
         toks = []
         for t in row:
-            if t in (EOS, PAD):
+            if t in (EOS, PAD):  # PAD marks the steps after a row finished
                 break
             toks.append(int(t))
         out.append(toks)
@@ -72,7 +78,7 @@ def beam_search(next_logits: NextLogits, n: int, max_len: int, beam: int = 4,
         if rows.size == 0:
             break
         prefixes = np.array([s for i in active for s in seqs[i]], dtype=np.int64)   # all have the same length
-        logp = _log_softmax(next_logits(rows, prefixes))                            # (N, V)
+        logp = _log_softmax(_valid(next_logits(rows, prefixes)))                   # (N, V)
         k = 0
         still = []
         for i in active:
@@ -84,7 +90,7 @@ def beam_search(next_logits: NextLogits, n: int, max_len: int, beam: int = 4,
             new_seqs, new_scores = [], []
             for rank, c in enumerate(top):
                 src, tok = divmod(int(c), V)
-                if tok == PAD or tok == BOS:
+                if not np.isfinite(cand[c]):
                     continue
                 seq = seqs[i][src] + [tok]
                 if tok == EOS:
