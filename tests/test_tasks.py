@@ -17,7 +17,6 @@ from minitransformer.tasks import generators as G
 from minitransformer.tasks import translation as T
 from minitransformer.tasks import vit as V
 from minitransformer.tasks.common import (
-    BOS,
     EOS,
     Vocab,
     chrf,
