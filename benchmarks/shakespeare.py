@@ -139,9 +139,9 @@ def ours_name(torch_name: str) -> str:
     return torch_name if torch_name.startswith("lm_head") else "transformer." + torch_name
 
 
-def equivalence(path: str, steps: int) -> list[tuple[int, float, float]]:
+def equivalence(path: str, steps: int) -> tuple[list[tuple[int, float, float]], tuple[float, float]]:
     """Same initial weights (ours copied into PyTorch's model), same batches, same schedule: the training
-    losses of both, step by step."""
+    losses of both, step by step, and the val loss of both at the end on the same batches."""
     import numpy as np
     import torch
 
@@ -182,7 +182,30 @@ def equivalence(path: str, steps: int) -> list[tuple[int, float, float]]:
         torch.nn.utils.clip_grad_norm_(theirs.parameters(), r["grad_clip"])
         opt_t.step()
         rows.append((it, loss_o.item(), loss_t.item()))
-    return rows
+    return rows, same_batches_val(ours, theirs, path)
+
+
+def same_batches_val(ours, theirs, path: str) -> tuple[float, float]:  # noqa: ANN001
+    """Val loss of both models on the same 20 validation batches (nanoGPT's estimate, one fixed draw)."""
+    import numpy as np
+    import torch
+
+    import minitransformer as mt
+
+    _, val_ids, _ = char_data(path)
+    r = RECIPE
+    rng = np.random.default_rng(12345)
+    lo, lt = [], []
+    ours.eval()
+    with mt.no_grad(), torch.no_grad():
+        for _ in range(r["eval_iters"]):
+            ix = rng.integers(0, len(val_ids) - r["block_size"], r["batch_size"])
+            x = np.stack([val_ids[i:i + r["block_size"]] for i in ix])
+            y = np.stack([val_ids[i + 1:i + 1 + r["block_size"]] for i in ix])
+            lo.append(ours(x, y)[1].item())
+            lt.append(theirs(torch.from_numpy(x), torch.from_numpy(y)).item())
+    ours.train()
+    return float(np.mean(lo)), float(np.mean(lt))
 
 
 def worker(impl: str, path: str, seed: int) -> None:
@@ -207,7 +230,7 @@ def main() -> None:
     ap.add_argument("--data", required=True, help="tinyshakespeare.txt")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     ap.add_argument("--impl", nargs="+", default=["ours", "torch"], choices=["ours", "torch"])
-    ap.add_argument("--equivalence-steps", type=int, default=200)
+    ap.add_argument("--equivalence-steps", type=int, default=2000)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "shakespeare-char.md")
     ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -229,16 +252,21 @@ def main() -> None:
     if args.equivalence_steps:
         env_threads = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
         os.environ.update(env_threads)
-        rows = equivalence(args.data, args.equivalence_steps)
+        rows, (val_o, val_t) = equivalence(args.data, args.equivalence_steps)
         diffs = [abs(a - b) for _, a, b in rows]
         lines += ["## Same weights, same batches", "",
                   f"Both models start from the same weights and see the same {len(rows)} batches with the same "
                   "schedule. Training loss of each, and the largest difference so far:", "",
                   "| step | minitransformer | PyTorch | max abs difference up to here |", "|---|---|---|---|"]
         for it, a, b in rows:
-            if it in (0, 1, 10, 50, 100, 150) or it == len(rows) - 1:
+            if it in (0, 1, 10, 50, 100, 150, 200, 500, 1000, 1500) or it == len(rows) - 1:
                 lines.append(f"| {it} | {a:.6f} | {b:.6f} | {max(diffs[:it + 1]):.2e} |")
-        lines.append("")
+        tail = rows[-200:]
+        mean_o, mean_t = (sum(r[k] for r in tail) / len(tail) for k in (1, 2))
+        lines += ["", f"Mean training loss over the last {len(tail)} steps: minitransformer "
+                  f"{mean_o:.4f}, PyTorch {mean_t:.4f}. "
+                  f"Val loss after step {len(rows)} on the same 20 validation batches: minitransformer {val_o:.4f}, "
+                  f"PyTorch {val_t:.4f}.", ""]
         print("\n".join(lines[-10:]), flush=True)
     jobs = [(impl, seed) for seed in args.seeds for impl in args.impl]
     with ThreadPoolExecutor(max(1, min(2, os.cpu_count() or 1))) as pool:
