@@ -31,6 +31,8 @@ from .optim import AdamW, weight_decay_groups
 from .random import get_rng_state, manual_seed, set_rng_state
 from .tensor import Tensor
 
+BATCH_STREAM, EVAL_STREAM = 0x6261746368, 0x6576616C  # "batch", "eval": tags that keep the streams apart
+
 
 @dataclass
 class LoopConfig:
@@ -233,7 +235,10 @@ def fit(cfg: LoopConfig, job: Job, resumed: dict[str, Any] | None = None, progre
     model = job.model
     if cfg.device != "cpu":
         model.to(cfg.device)
-    batch_rng = np.random.default_rng(cfg.seed)
+    # The batches get their own stream, derived from the seed through a different SeedSequence than the one
+    # manual_seed gives the weights: with the same stream, the first batch positions would be made from the
+    # very bits that drew the initial weights.
+    batch_rng = np.random.default_rng([cfg.seed, BATCH_STREAM])
     opt = AdamW(weight_decay_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     step = 0
     if resumed is not None:
@@ -248,7 +253,7 @@ def fit(cfg: LoopConfig, job: Job, resumed: dict[str, Any] | None = None, progre
     @no_grad()
     def evaluate() -> dict[str, float]:
         model.eval()
-        eval_rng = np.random.default_rng([cfg.seed, step])  # evaluation never moves the training streams
+        eval_rng = np.random.default_rng([cfg.seed, EVAL_STREAM, step])  # never moves the training streams
         values = {split: float(np.mean([job.loss(split, eval_rng).item() for _ in range(cfg.eval_iters)]))
                   for split in ("train", "val")}
         if job.metrics is not None:

@@ -221,7 +221,7 @@ def near_miss(rng: np.random.Generator, s: str) -> str:
 def split_by_value(values: Iterable[Any], test_fraction: float, seed: int) -> tuple[set[Any], set[Any]]:
     """Distinct values -> (train values, test values), disjoint, the test set a `test_fraction` share."""
     distinct = sorted(set(values), key=repr)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng([seed, 0x73706C6974])  # "split": a stream of its own, not the weights'
     order = rng.permutation(len(distinct))
     n_test = max(1, int(round(len(distinct) * test_fraction))) if len(distinct) > 1 else 0
     test = {distinct[i] for i in order[:n_test]}
