@@ -83,6 +83,11 @@ class LoopConfig:
                 raise ValueError(f"--device {self.device}: {e}") from None
         if self.backend not in ("auto", "numpy", "numba"):
             raise ValueError(f"--backend must be auto, numpy or numba, got {self.backend!r}")
+        width, heads = getattr(self, "d_model", None), getattr(self, "nhead", None)
+        if width is not None and heads is not None and width % heads:
+            raise ValueError(f"--d-model ({width}) must be divisible by --nhead ({heads})")
+        if not 0.0 <= getattr(self, "dropout", 0.0) < 1.0:
+            raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")  # type: ignore[attr-defined]
 
 
 def lr_at(it: int, cfg: LoopConfig) -> float:

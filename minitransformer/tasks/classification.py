@@ -120,10 +120,6 @@ class ClassifyConfig(LoopConfig):
             raise ValueError(f"--task must be one of {', '.join(TASKS)}, got {self.task!r}")
         if self.pooling not in ("mean", "cls"):
             raise ValueError(f"--pooling must be mean or cls, got {self.pooling!r}")
-        if self.d_model % self.nhead:
-            raise ValueError(f"--d-model ({self.d_model}) must be divisible by --nhead ({self.nhead})")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
 
 
 def _langid_text(rng: np.random.Generator, value: int, lang: str) -> str:

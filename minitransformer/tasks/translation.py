@@ -164,10 +164,6 @@ class TranslateConfig(LoopConfig):
             if getattr(self, side) not in allowed:
                 raise ValueError(f"--{side.replace('_', '-')} must be one of {', '.join(allowed)}, "
                                  f"got {getattr(self, side)!r}")
-        if self.d_model % self.nhead:
-            raise ValueError(f"--d-model ({self.d_model}) must be divisible by --nhead ({self.nhead})")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
 
 
 def builtin_pairs(corpus: str, n_train: int, n_test: int, seed: int) -> tuple[list[tuple[str, str]], ...]:

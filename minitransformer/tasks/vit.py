@@ -204,8 +204,6 @@ class ViTTrainConfig(LoopConfig):
             raise ValueError(f"--dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
         if self.patch_size < 0:
             raise ValueError(f"--patch-size must be positive (or 0 for the data set's default), got {self.patch_size}")
-        if self.d_model % self.nhead:
-            raise ValueError(f"--d-model ({self.d_model}) must be divisible by --nhead ({self.nhead})")
 
 
 @no_grad()
