@@ -42,8 +42,6 @@ class TrainConfig(LoopConfig):
         super().validate()
         if self.n_embd % self.n_head:
             raise ValueError(f"--n-embd ({self.n_embd}) must be divisible by --n-head ({self.n_head})")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
         if self.tokenizer not in ("char", "bpe"):
             raise ValueError(f"--tokenizer must be 'char' or 'bpe', got {self.tokenizer!r}")
         if self.tokenizer == "bpe" and self.vocab_size < 256:
