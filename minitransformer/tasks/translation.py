@@ -142,6 +142,7 @@ class TranslateConfig(LoopConfig):
     share_embeddings: bool = False
     beam: int = 1                    # decoding for the final evaluation: 1 = greedy
     length_penalty: float = 0.6
+    max_decode_len: int = 0          # most target tokens to produce; 0 = the longest training target + 10
     max_iters: int = 3000
     batch_size: int = 64
     lr: float = 1e-3
@@ -237,11 +238,11 @@ class PairData:
 
 
 def evaluate(model: Seq2SeqTransformer, pairs: list[tuple[str, str]], src: Vocab, tgt: Vocab, beam: int = 1,
-             length_penalty: float = 0.6) -> dict[str, Any]:
+             length_penalty: float = 0.6, max_len: int = 0) -> dict[str, Any]:
     """Decode every source -> {"exact_match", "chrf", "predictions", "seconds"}."""
     t0 = time.perf_counter()
     ids = [src.encode(s) for s, _ in pairs]
-    max_len = max(len(tgt.encode(t)) for _, t in pairs) + 10
+    max_len = max_len or max(len(tgt.encode(t)) for _, t in pairs) + 10
     preds = [tgt.decode(p) for p in model.translate_ids(ids, max_len, beam, length_penalty)]
     refs = [t for _, t in pairs]
     return {"exact_match": exact_match(preds, refs), "chrf": chrf(preds, refs), "predictions": preds,
@@ -291,7 +292,7 @@ def train(cfg: TranslateConfig, overrides: dict[str, Any] | None = None, progres
     t0 = time.perf_counter()
     result = fit(cfg, job, resumed, progress)
     train_seconds = time.perf_counter() - t0
-    final = evaluate(model, test_pairs, src_v, tgt_v, cfg.beam, cfg.length_penalty)
+    final = evaluate(model, test_pairs, src_v, tgt_v, cfg.beam, cfg.length_penalty, cfg.max_decode_len)
     return {**result, "model": model, "src_vocab": src_v, "tgt_vocab": tgt_v, "test_pairs": test_pairs,
             "exact_match": final["exact_match"], "chrf": final["chrf"], "predictions": final["predictions"],
             "train_seconds": train_seconds}
@@ -309,19 +310,22 @@ def load(out: str | Path) -> tuple[Seq2SeqTransformer, Vocab, Vocab, dict[str, A
 
 
 def translate(out: str | Path, texts: list[str], beam: int = 1, length_penalty: float = 0.6,
-              max_len: int = 100) -> list[str]:
-    """Translate `texts` with the checkpoint in `out`."""
+              max_len: int = 0) -> list[str]:
+    """Translate `texts` with the checkpoint in `out` (at most `max_len` target tokens; 0: as many as the
+    model's position table allows)."""
     model, src_v, tgt_v, _ = load(out)
+    max_len = max_len or model.config.max_len
     ids = model.translate_ids([src_v.encode(t) for t in texts], max_len, beam, length_penalty)
     return [tgt_v.decode(i) for i in ids]
 
 
-def evaluate_checkpoint(out: str | Path, beam: int = 1, length_penalty: float = 0.6) -> dict[str, Any]:
+def evaluate_checkpoint(out: str | Path, beam: int = 1, length_penalty: float = 0.6,
+                        max_len: int = 0) -> dict[str, Any]:
     """Re-create the held-out pairs the checkpoint was trained against and evaluate on them."""
     model, src_v, tgt_v, doc = load(out)
     cfg = TranslateConfig(**{k: v for k, v in doc["train_config"].items() if k in TranslateConfig.__dataclass_fields__})
     _, test_pairs, _ = load_pairs(cfg)
-    return {**evaluate(model, test_pairs, src_v, tgt_v, beam, length_penalty), "pairs": test_pairs}
+    return {**evaluate(model, test_pairs, src_v, tgt_v, beam, length_penalty, max_len), "pairs": test_pairs}
 
 
 # ---- the command line's view (minitransformer translate ...) --------------------------------------------------
@@ -329,15 +333,19 @@ CONFIG = TranslateConfig
 HELP = {"data": "TSV file, source<TAB>target per line (default: the built-in --corpus)",
         "corpus": "built-in corpus: numbers-en, numbers-fr or dates",
         "beam": "beam width for evaluation and prediction (1: greedy)",
+        "length_penalty": "beam search's GNMT length penalty alpha (0: raw log-probabilities)",
+        "max_decode_len": "most target tokens to produce (0: longest training target + 10)",
         "tgt_tokenizer": "char, word, or auto (word for the number corpora, char otherwise)"}
 
 
 def eval_options(values: dict[str, Any]) -> dict[str, Any]:
-    return {"beam": values.get("beam") or 1, "length_penalty": values.get("length_penalty", 0.6)}
+    return {"beam": values.get("beam") or 1, "length_penalty": values.get("length_penalty", 0.6),
+            "max_len": values.get("max_decode_len") or 0}
 
 
-def predict(out: str | Path, texts: list[str], beam: int = 1, length_penalty: float = 0.6) -> list[str]:
-    return translate(out, texts, beam, length_penalty)
+def predict(out: str | Path, texts: list[str], beam: int = 1, length_penalty: float = 0.6,
+            max_len: int = 0) -> list[str]:
+    return translate(out, texts, beam, length_penalty, max_len)
 
 
 def report(result: dict[str, Any]) -> str:
