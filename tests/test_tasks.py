@@ -268,3 +268,23 @@ def test_task_command_line_errors(tmp_path, capsys):
     bad.write_text("pos\tgood film\nneg terrible\n", encoding="utf-8")
     assert main(["classify", "train", "--data", str(bad), "--out", str(tmp_path / "c")]) == 2
     assert "bad.tsv, line 2" in capsys.readouterr().err
+
+
+def test_translation_from_a_tsv_file_with_shared_embeddings(tmp_path):
+    rng = np.random.default_rng(0)
+    words = ["".join(rng.choice(list("abcdef"), rng.integers(2, 6))) for _ in range(120)]
+    (tmp_path / "pairs.tsv").write_text("".join(f"{w}\t{w[::-1]}\n" for w in words), encoding="utf-8")
+    cfg = T.TranslateConfig(data=str(tmp_path / "pairs.tsv"), share_embeddings=True, src_tokenizer="char",
+                            max_iters=20, eval_interval=10, d_model=32, dim_feedforward=64, batch_size=16,
+                            num_encoder_layers=1, num_decoder_layers=1, out=str(tmp_path / "tr"))
+    r = T.train(cfg, progress=False)
+    model = r["model"]
+    assert model.src_embed is model.tgt_embed and model.generator.weight is model.tgt_embed.weight
+    assert r["src_vocab"].itos == r["tgt_vocab"].itos
+    distinct = len(set(words))
+    assert len(r["test_pairs"]) == round(0.1 * distinct)
+    assert not {s for s, _ in r["test_pairs"]} & {s for s, _ in T.load_pairs(cfg)[0]}
+    loaded, _, _, _ = T.load(cfg.out)
+    assert loaded.generator.weight is loaded.tgt_embed.weight
+    with pytest.raises(ValueError, match="same tokenizer on both sides"):
+        T.build_vocabs(T.TranslateConfig(share_embeddings=True), [("1", "one")])
