@@ -4,6 +4,7 @@ KV cache, sampling options and the command line."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -121,6 +122,9 @@ def test_checkpoint_is_verified_and_atomic(tmp_path):
     out = Path(cfg.out)
     doc = json.loads((out / "checkpoint.json").read_text())
     model_file = out / doc["files"]["model"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert model_file.stat().st_mode & 0o777 == 0o666 & ~umask  # the permissions open() would give
     raw = model_file.read_bytes()
     model_file.write_bytes(raw[: len(raw) // 2])
     with pytest.raises(checkpoint.CheckpointError, match=rf"{model_file.name}: corrupt or truncated"):
