@@ -146,7 +146,7 @@ def builtin_examples(task: str, n_train: int, n_test: int, seed: int) -> tuple[l
         return out[0], out[1]
     texts: dict[str, str] = {}
     while len(texts) < n_train + n_test:
-        s = G.random_balanced(rng, int(rng.integers(1, 13)))
+        s = G.random_balanced(rng, int(rng.integers(1, 9)))  # 1 to 8 pairs: up to 16 characters
         if rng.random() < 0.5:
             s = G.near_miss(rng, s)
         texts[s] = "balanced" if G.balanced(s) else "unbalanced"
