@@ -29,8 +29,8 @@ TASKS = {
                    "exact match", 97.0),
     "dates": ("translate train --corpus dates --out out/bench/dates", "exact match", 99.0),
     "langid": ("classify train --task langid --out out/bench/langid", "accuracy", 99.0),
-    "brackets": ("classify train --task brackets --n-train 50000 --pooling cls --max-iters 6000 --d-model 128 "
-                 "--dim-feedforward 512 --num-layers 4 --out out/bench/brackets", "accuracy", 99.0),
+    "brackets": ("classify train --task brackets --n-train 50000 --causal --pooling last --max-iters 6000 "
+                 "--d-model 128 --dim-feedforward 512 --num-layers 4 --out out/bench/brackets", "accuracy", 99.0),
     "digits": ("vit train --dataset digits --plot-attention --out out/bench/digits", "accuracy", 97.0),
     "fashion-mnist": ("vit train --dataset fashion-mnist --max-iters 4000 --batch-size 128 --eval-interval 1000 "
                       "--plot-attention --out out/bench/fashion", "accuracy", 85.0),

@@ -49,14 +49,20 @@ class ClassifierConfig:
     dim_feedforward: int = 512
     dropout: float = 0.1
     max_len: int = 256
-    pooling: str = "mean"  # mean or cls
+    pooling: str = "mean"  # mean, cls or last
+    causal: bool = False   # each position attends to itself and the positions before it only
+
+
+POOLINGS = ("mean", "cls", "last")
 
 
 class TransformerClassifier(Module):
     def __init__(self, cfg: ClassifierConfig) -> None:
         super().__init__()
-        if cfg.pooling not in ("mean", "cls"):
-            raise ValueError(f"pooling must be 'mean' or 'cls', got {cfg.pooling!r}")
+        if cfg.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {cfg.pooling!r}")
+        if cfg.causal and cfg.pooling == "cls":
+            raise ValueError("a class token in front sees nothing under a causal mask: use pooling 'last' or 'mean'")
         self.config = cfg
         d = cfg.d_model
         self.embed = Embedding(cfg.vocab, d, padding_idx=PAD)
@@ -80,9 +86,16 @@ class TransformerClassifier(Module):
             B = x.shape[0]
             x = cat([self.cls_token.expand(B, 1, self.config.d_model), x], dim=1)  # (B, 1 + T, d)
             pad = np.concatenate([np.zeros((B, 1), dtype=bool), pad], axis=1)
-        h = self.encoder(self.pos(x), src_key_padding_mask=pad)                   # (B, T', d)
+        T = x.shape[1]
+        causal = np.triu(np.ones((T, T), dtype=bool), k=1) if self.config.causal else None  # True: may not attend
+        h = self.encoder(self.pos(x), mask=causal, src_key_padding_mask=pad,
+                         is_causal=self.config.causal)                           # (B, T', d)
         if self.config.pooling == "cls":
             return self.head(h[:, 0])
+        if self.config.pooling == "last":
+            # the last real character: under a causal mask, the one position that has seen the whole text
+            last = np.maximum((~pad).sum(axis=1) - 1, 0)                           # (B,)
+            return self.head(h[np.arange(h.shape[0]), last])
         keep = creation.tensor((~pad).astype(h.dtype))[:, :, None]                # (B, T, 1)
         pooled = (h * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1.0)           # mean over real characters
         return self.head(pooled)
@@ -101,7 +114,8 @@ class ClassifyConfig(LoopConfig):
     num_layers: int = 2
     dim_feedforward: int = 256
     dropout: float = 0.0
-    pooling: str = "mean"
+    pooling: str = "mean"            # mean, cls or last
+    causal: bool = False
     max_iters: int = 2000
     batch_size: int = 64
     lr: float = 1e-3
@@ -118,8 +132,11 @@ class ClassifyConfig(LoopConfig):
         super().validate()
         if self.data is None and self.task not in TASKS:
             raise ValueError(f"--task must be one of {', '.join(TASKS)}, got {self.task!r}")
-        if self.pooling not in ("mean", "cls"):
-            raise ValueError(f"--pooling must be mean or cls, got {self.pooling!r}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"--pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
+        if self.causal and self.pooling == "cls":
+            raise ValueError("--causal with --pooling cls: the class token in front would see nothing; "
+                             "use --pooling last or mean")
 
 
 def _langid_text(rng: np.random.Generator, value: int, lang: str) -> str:
@@ -211,7 +228,7 @@ def train(cfg: ClassifyConfig, overrides: dict[str, Any] | None = None, progress
         raise ValueError(f"{where}: held-out labels never seen in training: {', '.join(unknown)}")
     max_len = max(len(t) for _, t in train_ex + test_ex)
     mcfg = ClassifierConfig(len(vocab), len(labels), cfg.d_model, cfg.nhead, cfg.num_layers, cfg.dim_feedforward,
-                            cfg.dropout, max_len, cfg.pooling)
+                            cfg.dropout, max_len, cfg.pooling, cfg.causal)
     model = TransformerClassifier(mcfg)
     if resumed:
         model.load_state_dict(resumed["model"])
@@ -263,7 +280,9 @@ def evaluate_checkpoint(out: str | Path) -> dict[str, Any]:
 # ---- the command line's view (minitransformer classify ...) ---------------------------------------------------
 CONFIG = ClassifyConfig
 HELP = {"data": "TSV file, label<TAB>text per line (default: the built-in --task)",
-        "task": "built-in task: langid or brackets", "pooling": "mean or cls (a class token)"}
+        "task": "built-in task: langid or brackets",
+        "pooling": "mean, cls (a class token) or last (the last character's state, with --causal)",
+        "causal": "each position attends only to itself and earlier ones (a decoder-style classifier)"}
 
 
 def eval_options(values: dict[str, Any]) -> dict[str, Any]:
