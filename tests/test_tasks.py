@@ -288,3 +288,23 @@ def test_translation_from_a_tsv_file_with_shared_embeddings(tmp_path):
     assert loaded.generator.weight is loaded.tgt_embed.weight
     with pytest.raises(ValueError, match="same tokenizer on both sides"):
         T.build_vocabs(T.TranslateConfig(share_embeddings=True), [("1", "one")])
+
+
+@pytest.mark.parametrize("pooling,causal", [("mean", False), ("cls", False), ("last", True), ("mean", True)])
+def test_classifier_output_does_not_depend_on_padding(pooling, causal):
+    """A text's logits are the same alone and in a batch padded to a longer text (the padding mask, the
+    masked mean and the last-real-token pick all ignore the padding)."""
+    import minitransformer as mt
+
+    mt.manual_seed(0)
+    model = C.TransformerClassifier(C.ClassifierConfig(vocab=10, n_classes=3, d_model=16, nhead=2, num_layers=2,
+                                                       dim_feedforward=32, dropout=0.0, max_len=12,
+                                                       pooling=pooling, causal=causal)).eval()
+    short, long_ = [4, 5, 6], [7, 8, 9, 4, 5, 6, 7]
+    alone = model(np.array([short])).numpy()
+    batch = model(np.array([short + [0] * 4, long_])).numpy()
+    np.testing.assert_allclose(batch[0], alone[0], rtol=1e-5, atol=1e-6)
+    if causal:
+        # a class token in front would see only itself under the causal mask: refused
+        with pytest.raises(ValueError, match="causal"):
+            C.TransformerClassifier(C.ClassifierConfig(vocab=10, n_classes=3, pooling="cls", causal=True))
