@@ -125,6 +125,21 @@ def digits(n: int) -> str:
     return f"{n:,}".replace(",", " ")
 
 
+def random_number(rng: np.random.Generator, n_digits: int) -> int:
+    """A number of n_digits digits. Below the leading group, each group of three is 000 with probability
+    0.15 and below 100 (written with leading zeros: 071) with probability 0.15, so that the forms a uniform
+    draw almost never gives ("un million soixante et onze") are common enough to learn."""
+    if n_digits == 1:
+        return int(rng.integers(0, 10))
+    v = int(rng.integers(10 ** (n_digits - 1), 10**n_digits))
+    for k in range((n_digits - 1) // 3):               # the groups below the leading one
+        r = rng.random()
+        if r < 0.3:
+            group = (v // 1000**k) % 1000
+            v += (0 if r < 0.15 else int(rng.integers(1, 100))) * 1000**k - group * 1000**k
+    return v
+
+
 # ---- dates ----------------------------------------------------------------------------------------------
 MONTHS_EN = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
              "November", "December"]

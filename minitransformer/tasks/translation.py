@@ -172,14 +172,22 @@ def builtin_pairs(corpus: str, n_train: int, n_test: int, seed: int) -> tuple[li
     rng = np.random.default_rng([seed, CORPORA.index(corpus)])
     if corpus.startswith("numbers"):
         words = G.english_words if corpus == "numbers-en" else G.french_words
-        # as many numbers of each length (1 to 9 digits), so that millions are as common as units
-        values: set[int] = set()
-        while len(values) < n_train + n_test:
-            d = int(rng.integers(1, 10))
-            values.add(int(rng.integers(0 if d == 1 else 10 ** (d - 1), 10**d)))
-        train_v, test_v = G.split_by_value(values, n_test / (n_train + n_test), seed)
+        # a pool of distinct numbers, as many of each length (1 to 9 digits); a share of them is held out
+        pool: set[int] = set()
+        while len(pool) < n_train + n_test:
+            pool.add(G.random_number(rng, int(rng.integers(1, 10))))
+        train_v, test_v = G.split_by_value(pool, n_test / (n_train + n_test), seed)
+        # training pairs are drawn from the rest with repetition, each length equally often: the ten
+        # one-digit numbers are seen as often as the thousands of seven-digit ones together
+        by_length: dict[int, list[int]] = {}
+        for v in sorted(train_v):
+            by_length.setdefault(len(str(v)), []).append(v)
+        lengths = sorted(by_length)
+        chosen = [by_length[lengths[i]][rng.integers(len(by_length[lengths[i]]))]
+                  for i in rng.integers(0, len(lengths), n_train)]
+        held_out = [sorted(test_v)[i] for i in rng.permutation(len(test_v))]
         pair = lambda v: (G.digits(v), words(v))  # noqa: E731
-        return [pair(v) for v in sorted(train_v)], [pair(v) for v in sorted(test_v)]
+        return [pair(v) for v in chosen], [pair(v) for v in held_out]
     # dates: the test dates are held out; each pair renders its date in a random format
     train_d, test_d = G.split_by_value(range(G.n_dates()), 0.1, seed)
     train_d, test_d = np.array(sorted(train_d)), np.array(sorted(test_d))
