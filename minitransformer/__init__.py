@@ -113,6 +113,7 @@ from .dtypes import (
 )
 from .ops import *  # noqa: E402,F403
 from .random import get_rng_state, manual_seed, set_rng_state  # noqa: E402
+from .sentence_encoder import SentenceEncoder  # noqa: E402
 from .tensor import Tensor  # noqa: E402
 
 globals().update(_ALIASES)  # mt.float (float32), mt.int (int32), mt.bool, as torch spells them

@@ -3,6 +3,7 @@ GPT, the stateless ops in `functional` (imported as F), initialisers in `init`, 
 
 from . import functional, init, utils
 from .attention import MultiheadAttention
+from .bert import BertConfig, BertModel
 from .gpt import GPT, MLP, Block, CausalSelfAttention, GPTConfig
 from .layers import (
     GELU,
@@ -33,6 +34,7 @@ from .transformer import (
 )
 
 __all__ = [
+    "BertConfig", "BertModel",
     "GELU", "GPT", "MLP", "Block", "CausalSelfAttention", "CrossEntropyLoss", "Dropout", "Embedding", "GPTConfig",
     "Identity", "IncompatibleKeys", "LayerNorm", "LearnedPositionalEmbedding", "Linear", "LogSoftmax", "MSELoss",
     "Module", "ModuleDict", "ModuleList", "MultiheadAttention", "NLLLoss", "Parameter", "ReLU", "Sequential",
