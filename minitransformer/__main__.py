@@ -13,6 +13,9 @@
     minitransformer vit train --dataset digits --plot-attention
     minitransformer vit eval --out out/vit
 
+    minitransformer embed --model DIR "a sentence" "another"   # sentence embeddings (--save vectors.npy)
+    minitransformer search --model DIR --corpus lines.txt "query" --top-k 5
+
 Bad values give one line starting with "error:", not a traceback.
 """
 
@@ -178,6 +181,42 @@ def cmd_task(name: str, args: argparse.Namespace) -> None:
         print(f"{text}\t{answer}")
 
 
+def cmd_embed(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    import minitransformer as mt
+
+    if not args.texts:
+        raise ValueError("embed: give the sentences to embed")
+    vectors = mt.SentenceEncoder.from_pretrained(args.model).encode(args.texts, batch_size=args.batch_size)
+    if args.save:
+        np.save(args.save, vectors)
+        print(f"saved {vectors.shape[0]} vectors of {vectors.shape[1]} numbers to {args.save}")
+        return
+    for text, v in zip(args.texts, vectors, strict=True):
+        print(f"{text}\t[{', '.join(f'{x:.4f}' for x in v[:8])}, ...] ({len(v)} numbers)")
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    import minitransformer as mt
+
+    corpus = Path(args.corpus)
+    if not corpus.is_file():
+        raise ValueError(f"--corpus {corpus}: no such file")
+    lines = [ln.strip() for ln in corpus.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    if not lines:
+        raise ValueError(f"--corpus {corpus}: no non-empty lines")
+    enc = mt.SentenceEncoder.from_pretrained(args.model)
+    docs = enc.encode(lines, batch_size=args.batch_size)
+    for query in args.queries:
+        q = enc.encode(query)
+        # cosine similarity; the encoder's vectors are already unit length when the model normalises
+        sims = docs @ q / ((docs**2).sum(axis=1) ** 0.5 * (q @ q) ** 0.5 + 1e-12)
+        print(f"query: {query}")
+        for i in sims.argsort()[::-1][:args.top_k]:
+            print(f"  {sims[i]:.4f}  {lines[i]}")
+
+
 def cmd_sample(args: argparse.Namespace) -> None:
     import minitransformer as mt
 
@@ -204,6 +243,17 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--seed", type=int, default=None)
     for name in TASK_HELP:
         _task_parser(sub, name)
+    e = sub.add_parser("embed", help="sentence embeddings from a sentence-transformers model directory")
+    e.add_argument("texts", nargs="*", metavar="TEXT")
+    e.add_argument("--model", required=True, help="model directory (modules.json, config.json, model.safetensors)")
+    e.add_argument("--save", default=None, help="write the vectors to this .npy file instead of printing them")
+    e.add_argument("--batch-size", type=int, default=32)
+    q = sub.add_parser("search", help="the lines of a file closest in meaning to a query (cosine similarity)")
+    q.add_argument("queries", nargs="+", metavar="QUERY")
+    q.add_argument("--model", required=True, help="model directory (modules.json, config.json, model.safetensors)")
+    q.add_argument("--corpus", required=True, help="UTF-8 text file, one document per line")
+    q.add_argument("--top-k", type=int, default=5)
+    q.add_argument("--batch-size", type=int, default=32)
     # inputs may follow options (`vit predict --out DIR a.npy`): argparse leaves those over as extras
     args, extras = parser.parse_known_args(argv)
     if extras:
@@ -215,6 +265,10 @@ def main(argv: list[str] | None = None) -> int:
             cmd_train(args)
         elif args.command == "sample":
             cmd_sample(args)
+        elif args.command == "embed":
+            cmd_embed(args)
+        elif args.command == "search":
+            cmd_search(args)
         else:
             cmd_task(args.command, args)
     except (ValueError, FileNotFoundError, CheckpointError) as e:

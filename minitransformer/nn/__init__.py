@@ -3,7 +3,7 @@ GPT, the stateless ops in `functional` (imported as F), initialisers in `init`, 
 
 from . import functional, init, utils
 from .attention import MultiheadAttention
-from .bert import BertConfig, BertModel
+from .bert import BertConfig, BertForSequenceClassification, BertModel
 from .gpt import GPT, MLP, Block, CausalSelfAttention, GPTConfig
 from .layers import (
     GELU,
@@ -34,7 +34,7 @@ from .transformer import (
 )
 
 __all__ = [
-    "BertConfig", "BertModel",
+    "BertConfig", "BertForSequenceClassification", "BertModel",
     "GELU", "GPT", "MLP", "Block", "CausalSelfAttention", "CrossEntropyLoss", "Dropout", "Embedding", "GPTConfig",
     "Identity", "IncompatibleKeys", "LayerNorm", "LearnedPositionalEmbedding", "Linear", "LogSoftmax", "MSELoss",
     "Module", "ModuleDict", "ModuleList", "MultiheadAttention", "NLLLoss", "Parameter", "ReLU", "Sequential",

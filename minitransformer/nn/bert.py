@@ -21,6 +21,7 @@ import numpy as np
 from .. import creation
 from ..tensor import Tensor
 from . import functional as F
+from . import init
 from .layers import Dropout, Embedding, LayerNorm, Linear
 from .module import Module, ModuleList
 
@@ -215,3 +216,33 @@ class BertModel(Module):
         model.load_state_dict({k: np.asarray(state[k], dtype=np.float32) for k in expected})
         return model.eval()
 
+
+
+class BertForSequenceClassification(Module):
+    """A pretrained encoder with a classification head, fine-tuned end to end through the autograd, as
+    Hugging Face's class of the same name: logits = classifier(dropout(pooled [CLS] state)). Parameter names
+    `bert.*` and `classifier.*`."""
+
+    def __init__(self, config: BertConfig, num_labels: int) -> None:
+        super().__init__()
+        self.num_labels = num_labels
+        self.bert = BertModel(config)
+        self.dropout = Dropout(config.hidden_dropout_prob)
+        self.classifier = Linear(config.hidden_size, num_labels)
+        init.normal_(self.classifier.weight, 0.0, 0.02)
+        init.zeros_(self.classifier.bias)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, num_labels: int) -> BertForSequenceClassification:
+        """The encoder (and pooler) from a BERT directory; the head starts new (N(0, 0.02), zero bias)."""
+        encoder = BertModel.from_pretrained(directory)
+        if encoder.pooler is None:
+            raise ValueError(f"{directory}: the model has no pooler weights, which the classification head reads")
+        model = cls(encoder.config, num_labels)
+        model.bert = encoder
+        return model.train()
+
+    def forward(self, input_ids: Any, attention_mask: Any = None, token_type_ids: Any = None) -> Tensor:
+        """-> logits (B, num_labels)."""
+        _, pooled = self.bert(input_ids, attention_mask, token_type_ids)
+        return self.classifier(self.dropout(pooled))
