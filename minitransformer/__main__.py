@@ -102,6 +102,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     cfg = TrainConfig(**values)
     result = __import__("minitransformer.train", fromlist=["train"]).train(
         cfg, overrides={k: v for k, v in values.items() if k != "resume"}, progress=not args.quiet)
+    from . import distributed
+
+    if not distributed.world().is_main:
+        return  # under MPI, rank 0 reports and samples
     print(f"done: step {result['step']}, val loss {result['val_loss']:.4f}; checkpoint in {result['out']}")
     if cfg.sample_tokens:
         print("sample:")
@@ -228,6 +232,20 @@ def cmd_sample(args: argparse.Namespace) -> None:
     _stream(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p)
 
 
+def _stop_other_ranks(message: str) -> None:
+    """Under MPI, a rank that fails takes the whole job down with a message instead of leaving the other
+    ranks waiting in a collective forever (no-op in a single process)."""
+    from . import distributed
+
+    if distributed.launched_by_mpi():
+        try:
+            w = distributed.world()
+        except RuntimeError:
+            return
+        if w.size > 1:
+            w.abort(message)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="minitransformer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -271,9 +289,13 @@ def main(argv: list[str] | None = None) -> int:
             cmd_search(args)
         else:
             cmd_task(args.command, args)
-    except (ValueError, FileNotFoundError, CheckpointError) as e:
+    except (ValueError, FileNotFoundError, CheckpointError, RuntimeError) as e:
+        _stop_other_ranks(str(e))
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:
+        _stop_other_ranks(f"{type(e).__name__}: {e}")
+        raise
     except KeyboardInterrupt:
         print("\nstopped", file=sys.stderr)
         return 130

@@ -23,15 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from . import backend, checkpoint
+from . import backend, checkpoint, distributed
 from .autograd import no_grad
 from .nn.module import Module
 from .nn.utils import clip_grad_norm_
 from .optim import AdamW, weight_decay_groups
-from .random import get_rng_state, manual_seed, set_rng_state
+from .random import get_rng_state, manual_seed, seed_global, set_rng_state
 from .tensor import Tensor
 
-BATCH_STREAM, EVAL_STREAM = 0x6261746368, 0x6576616C  # "batch", "eval": tags that keep the streams apart
+BATCH_STREAM, EVAL_STREAM, RANK_STREAM = 0x6261746368, 0x6576616C, 0x72616E6B  # "batch", "eval", "rank"
 
 
 @dataclass
@@ -191,10 +191,17 @@ def _optim_join(arrays: dict[str, np.ndarray], rest: dict[str, Any]) -> dict[str
 
 
 def save_checkpoint(out: Path, step: int, job: Job, opt: AdamW, cfg: LoopConfig,
-                    batch_rng: np.random.Generator) -> None:
+                    batch_rng: np.random.Generator, w: distributed.World | None = None) -> None:
+    """Every rank calls this (the random states of all ranks are gathered); rank 0 writes."""
+    w = w or distributed.World()
+    rng = {"global": get_rng_state(), "batches": batch_rng.bit_generator.state}
+    if w.size > 1:
+        rng["global_by_rank"] = w.gather(get_rng_state())
+        rng["batches_by_rank"] = w.gather(batch_rng.bit_generator.state)
+    if not w.is_main:
+        return
     arrays, rest = _optim_split(opt)
-    manifest = {**job.manifest, "optimizer": rest, "train_config": asdict(cfg),
-                "rng": {"global": get_rng_state(), "batches": batch_rng.bit_generator.state}}
+    manifest = {**job.manifest, "optimizer": rest, "train_config": asdict(cfg), "rng": rng}
     checkpoint.save(out, step, {k: v.numpy() for k, v in job.model.state_dict().items()}, arrays, manifest)
 
 
@@ -243,24 +250,37 @@ def fit(cfg: LoopConfig, job: Job, resumed: dict[str, Any] | None = None, progre
     # The batches get their own stream, derived from the seed through a different SeedSequence than the one
     # manual_seed gives the weights: with the same stream, the first batch positions would be made from the
     # very bits that drew the initial weights.
-    batch_rng = np.random.default_rng([cfg.seed, BATCH_STREAM])
+    w = distributed.world()
+    ranks = [] if w.size == 1 else [w.rank]  # under MPI each rank draws its own batches and dropout masks
+    batch_rng = np.random.default_rng([cfg.seed, BATCH_STREAM, *ranks])
+    if w.size > 1:
+        w.broadcast_params(list(model.parameters()))  # one starting point for every rank
+        seed_global([cfg.seed, RANK_STREAM, w.rank])
     opt = AdamW(weight_decay_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     step = 0
     if resumed is not None:
         doc = resumed["doc"]
         opt.load_state_dict(_optim_join(resumed["optim"], doc["optimizer"]))
         step = int(doc["step"])
-        set_rng_state(doc["rng"]["global"])
-        batch_rng.bit_generator.state = doc["rng"]["batches"]
-    log = Progress(cfg.max_iters, step, enabled=progress)
-    log.write(job.describe + ("; " if job.describe else "") + (f"resuming at step {step}" if resumed else "starting"))
+        saved_ranks = len(doc["rng"].get("batches_by_rank", [None]))
+        if saved_ranks != w.size:
+            raise ValueError(f"the checkpoint in {out} was written by {saved_ranks} rank(s); resume it with as many "
+                             f"(this run has {w.size})")
+        set_rng_state(doc["rng"]["global_by_rank"][w.rank] if w.size > 1 else doc["rng"]["global"])
+        batch_rng.bit_generator.state = doc["rng"]["batches_by_rank"][w.rank] if w.size > 1 else doc["rng"]["batches"]
+    log = Progress(cfg.max_iters, step, enabled=progress and w.is_main)
+    say = log.write if w.is_main else (lambda line: None)
+    where = f"{w.size} ranks (MPI), " if w.size > 1 else ""
+    say(job.describe + ("; " if job.describe else "") + where + (f"resuming at step {step}" if resumed else "starting"))
 
     @no_grad()
     def evaluate() -> dict[str, float]:
         model.eval()
-        eval_rng = np.random.default_rng([cfg.seed, EVAL_STREAM, step])  # never moves the training streams
-        values = {split: float(np.mean([job.loss(split, eval_rng).item() for _ in range(cfg.eval_iters)]))
-                  for split in ("train", "val")}
+        # never moves the training streams; under MPI the eval_iters batches are shared out among the ranks
+        eval_rng = np.random.default_rng([cfg.seed, EVAL_STREAM, step, *ranks])
+        n = -(-cfg.eval_iters // w.size)
+        values = w.mean({split: float(np.mean([job.loss(split, eval_rng).item() for _ in range(n)]))
+                         for split in ("train", "val")})
         if job.metrics is not None:
             values.update(job.metrics())
         model.train()
@@ -268,15 +288,16 @@ def fit(cfg: LoopConfig, job: Job, resumed: dict[str, Any] | None = None, progre
 
     values: dict[str, float] = {}
     last_loss = float("nan")
+    params = list(model.parameters())
     with _StopRequest() as stop:
         while True:
             if step % cfg.eval_interval == 0 or step == cfg.max_iters:
                 values = evaluate()
                 cfg.history.append({"step": step, **values})
                 extra = "".join(f", {k} {v:.4f}" for k, v in values.items() if k not in ("train", "val"))
-                log.write(f"step {step}: train loss {values['train']:.4f}, val loss {values['val']:.4f}{extra}")
+                say(f"step {step}: train loss {values['train']:.4f}, val loss {values['val']:.4f}{extra}")
                 if step > 0:
-                    save_checkpoint(out, step, job, opt, cfg, batch_rng)
+                    save_checkpoint(out, step, job, opt, cfg, batch_rng, w)
             if step >= cfg.max_iters or stop.requested:
                 break
             t0 = time.perf_counter()
@@ -287,6 +308,7 @@ def fit(cfg: LoopConfig, job: Job, resumed: dict[str, Any] | None = None, progre
                 loss = job.loss("train", batch_rng)
                 # the mean over grad_accum micro-batches: each contributes 1/grad_accum of the gradient
                 (loss / cfg.grad_accum).backward()
+            w.allreduce_mean_grads(params)  # the mean over ranks: the same step on every rank
             if cfg.grad_clip > 0:
                 clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
@@ -294,13 +316,14 @@ def fit(cfg: LoopConfig, job: Job, resumed: dict[str, Any] | None = None, progre
             step += 1
             last_loss = loss.item()
             dt = time.perf_counter() - t0
-            speed = f" {job.tokens_per_step / dt:,.0f} tok/s" if job.tokens_per_step else ""
+            speed = f" {job.tokens_per_step * w.size / dt:,.0f} tok/s" if job.tokens_per_step else ""
             log.update(step, cfg.max_iters, f"loss {last_loss:.4f} lr {lr:.2e} {dt * 1e3:.0f} ms/step{speed}")
         if stop.requested:
-            save_checkpoint(out, step, job, opt, cfg, batch_rng)
-            log.write(f"saved a checkpoint at step {step} in {out}; continue with --resume")
+            save_checkpoint(out, step, job, opt, cfg, batch_rng, w)
+            say(f"saved a checkpoint at step {step} in {out}; continue with --resume")
     log.close()
-    _plot(cfg.history, out)
+    if w.is_main:
+        _plot(cfg.history, out)
     return {"step": step, "train_loss": values.get("train", last_loss), "val_loss": values.get("val"),
             "out": str(out), "metrics": {k: v for k, v in values.items() if k not in ("train", "val")}}
 

@@ -22,6 +22,12 @@ def manual_seed(seed: int) -> np.random.Generator:
     return _rng
 
 
+def seed_global(entropy: list[int]) -> None:
+    """Seed the global generator from a list of integers (a SeedSequence), e.g. [seed, tag, rank]."""
+    global _rng
+    _rng = np.random.default_rng(entropy)
+
+
 def generator() -> np.random.Generator:
     """The global generator (for code that needs NumPy's full random API)."""
     return _rng

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoint
+from . import checkpoint, distributed
 from .loop import Job, LoopConfig, fit, lr_at, prepare_run, resume_config
 from .nn.gpt import GPT, GPTConfig
 from .tokenizers import tokenizer_from_dict
@@ -61,7 +61,12 @@ def train(cfg: TrainConfig, overrides: dict[str, Any] | None = None, progress: b
         cfg, resumed = resume_config(TrainConfig, cfg.out, overrides)
     prepare_run(cfg, progress)
     tokenizer = tokenizer_from_dict(resumed["doc"]["tokenizer"]) if resumed else None
+    w = distributed.world()
+    if not w.is_main:
+        w.barrier()  # under MPI, rank 0 writes the token file first; the others then read it
     data, tokenizer, source = prepare(cfg.data, Path(cfg.out), tokenizer, cfg.tokenizer, cfg.vocab_size)
+    if w.is_main:
+        w.barrier()
     model = GPT(GPTConfig(block_size=cfg.block_size, vocab_size=tokenizer.vocab_size, n_layer=cfg.n_layer,
                           n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout, bias=cfg.bias))
     if resumed:
