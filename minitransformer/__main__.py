@@ -15,6 +15,7 @@
 
     minitransformer embed --model DIR "a sentence" "another"   # sentence embeddings (--save vectors.npy)
     minitransformer search --model DIR --corpus lines.txt "query" --top-k 5
+    minitransformer serve --out out --port 8000                # HTTP: POST /v1/generate, GET /health
 
 Bad values give one line starting with "error:", not a traceback.
 """
@@ -221,6 +222,19 @@ def cmd_search(args: argparse.Namespace) -> None:
             print(f"  {sims[i]:.4f}  {lines[i]}")
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    from .serve import make_server
+
+    server = make_server(args.out, args.host, args.port, args.max_new_tokens_limit, args.max_body_bytes)
+    host, port = server.server_address[:2]
+    print(f"serving {args.out} on http://{host}:{port} (POST /v1/generate, GET /v1/model, GET /health); "
+          "Ctrl-C stops", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
 def cmd_sample(args: argparse.Namespace) -> None:
     import minitransformer as mt
 
@@ -272,6 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--corpus", required=True, help="UTF-8 text file, one document per line")
     q.add_argument("--top-k", type=int, default=5)
     q.add_argument("--batch-size", type=int, default=32)
+    v = sub.add_parser("serve", help="serve a trained language model over HTTP")
+    v.add_argument("--out", default="out", help="checkpoint directory")
+    v.add_argument("--host", default="127.0.0.1")
+    v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--max-new-tokens-limit", type=int, default=1000, help="the most tokens one request may ask for")
+    v.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger request bodies get 413")
     # inputs may follow options (`vit predict --out DIR a.npy`): argparse leaves those over as extras
     args, extras = parser.parse_known_args(argv)
     if extras:
@@ -287,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd_embed(args)
         elif args.command == "search":
             cmd_search(args)
+        elif args.command == "serve":
+            cmd_serve(args)
         else:
             cmd_task(args.command, args)
     except (ValueError, FileNotFoundError, CheckpointError, RuntimeError) as e:
