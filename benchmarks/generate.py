@@ -1,5 +1,7 @@
 """Generation speed with and without the key/value cache: ms per new token, batch 1, for a GPT with a
-context of 256 tokens already present (so each uncached step reprocesses 256+ positions).
+context of 256 tokens already present (so each uncached step reprocesses 256+ positions); and, when PyTorch
+is installed, the same model (the same weights) in PyTorch eager with a key/value cache, written the plain
+way (nanoGPT's blocks, keys and values concatenated per layer), the two alternating.
 
     python benchmarks/generate.py     # writes benchmarks/results/generate-cpu.md
 """
@@ -29,6 +31,74 @@ def ms_per_token(model: mt.nn.GPT, context: mt.Tensor, new: int, use_cache: bool
     return statistics.median(times)
 
 
+def torch_generator(model: mt.nn.GPT):  # noqa: ANN201
+    """A PyTorch eager copy of `model` (same weights) with a KV cache: context (1, T) -> greedy tokens."""
+    import torch
+    import torch.nn.functional as F
+
+    sd = {k: torch.from_numpy(np.array(v.numpy())) for k, v in model.state_dict().items()}
+    c = model.config
+    nh, C = c.n_head, c.n_embd
+
+    def ln(x, name):  # noqa: ANN001, ANN202
+        return F.layer_norm(x, (C,), sd[name + ".weight"], sd.get(name + ".bias"), 1e-5)
+
+    def lin(x, name):  # noqa: ANN001, ANN202
+        return F.linear(x, sd[name + ".weight"], sd.get(name + ".bias"))
+
+    @torch.no_grad()
+    def forward(idx, start, cache):  # noqa: ANN001, ANN202
+        B, T = idx.shape
+        x = sd["transformer.wte.weight"][idx] + sd["transformer.wpe.weight"][start:start + T]
+        for i in range(c.n_layer):
+            p = f"transformer.h.{i}"
+            q, k, v = lin(ln(x, p + ".ln_1"), p + ".attn.c_attn").split(C, dim=2)
+            q, k, v = (t.view(B, T, nh, C // nh).transpose(1, 2) for t in (q, k, v))
+            if i in cache:
+                k, v = torch.cat([cache[i][0], k], 2), torch.cat([cache[i][1], v], 2)
+            cache[i] = (k, v)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1)
+            x = x + lin(y.transpose(1, 2).reshape(B, T, C), p + ".attn.c_proj")
+            x = x + lin(F.gelu(lin(ln(x, p + ".ln_2"), p + ".mlp.c_fc")), p + ".mlp.c_proj")
+        return F.linear(ln(x[:, -1:], "transformer.ln_f"), sd["lm_head.weight"])
+
+    def generate(context: np.ndarray, new: int) -> list[int]:
+        cache: dict = {}
+        idx = torch.from_numpy(context)
+        logits = forward(idx, 0, cache)
+        out, pos = [], context.shape[1]
+        for _ in range(new):
+            tok = logits[:, -1].argmax(-1, keepdim=True)
+            out.append(int(tok))
+            logits = forward(tok, pos, cache)
+            pos += 1
+        return out
+
+    return generate
+
+
+def versus_torch(model: mt.nn.GPT, context: mt.Tensor, new: int, reps: int = 5) -> tuple[float, float] | None:
+    """(ours, torch) ms/token, alternating, after checking that both produce the same greedy tokens."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    gen = torch_generator(model)
+    ctx = context.numpy()
+    ours_tokens = model.generate(context, 16, top_k=1).numpy()[0, ctx.shape[1]:].tolist()
+    assert gen(ctx, 16) == ours_tokens, "PyTorch and minitransformer disagree on greedy tokens"
+    t_ours, t_torch = [], []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        model.generate(context, new, top_k=1)
+        t_ours.append((time.perf_counter() - t0) / new * 1e3)
+        t0 = time.perf_counter()
+        gen(ctx, new)
+        t_torch.append((time.perf_counter() - t0) / new * 1e3)
+    return statistics.median(t_ours), statistics.median(t_torch)
+
+
 def main() -> None:
     mt.backend.warmup()
     rows = []
@@ -41,16 +111,21 @@ def main() -> None:
         assert a == model.generate(context, 32, top_k=1, use_cache=False).tolist()  # same tokens
         cached = ms_per_token(model, context, 64, True)
         uncached = ms_per_token(model, context, 64, False)
-        rows.append(f"| {name} | 256 | {cached:.2f} | {uncached:.2f} | {uncached / cached:.1f}x |")
+        vs = versus_torch(model, context, 64)
+        torch_cols = f" {vs[0]:.2f} | {vs[1]:.2f} | {vs[0] / vs[1]:.2f} |" if vs else " | | |"
+        rows.append(f"| {name} | 256 | {cached:.2f} | {uncached:.2f} | {uncached / cached:.1f}x |" + torch_cols)
         print(rows[-1], flush=True)
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor())
     text = "\n".join([f"# Generation with and without the KV cache ({time.strftime('%Y-%m-%d')})", "",
                       f"Machine: {cpu}, {os.cpu_count()} cores, threads as the environment sets them. Batch 1, "
                       "greedy (top_k=1), 64 new tokens after a 256-token context; the two paths give the same "
-                      "tokens (checked before timing).", "",
-                      "| model | context | ms/token with cache | ms/token without | speed-up |",
-                      "|---|---|---|---|---|", *rows, ""])
+                      "tokens (checked before timing). Last three columns: minitransformer and PyTorch eager, "
+                      "both with a KV cache and the same weights (the same greedy tokens, checked), alternating, "
+                      "medians of 5 runs.", "",
+                      "| model | context | ms/token with cache | ms/token without | speed-up | "
+                      "vs PyTorch: ours ms/token | PyTorch ms/token | ratio (ours / torch) |",
+                      "|---|---|---|---|---|---|---|---|", *rows, ""])
     out = ROOT / "benchmarks" / "results" / "generate-cpu.md"
     out.write_text(text)
     print(text)

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 if TYPE_CHECKING:
     from .tensor import Tensor
 
@@ -97,7 +99,7 @@ class Function:
     @classmethod
     def apply(cls, *inputs: Tensor, **kwargs: Any) -> Tensor:
         """Run forward on the inputs' arrays and record the node when a gradient will be needed."""
-        from .tensor import Tensor
+        Tensor = _tensor_class()  # noqa: N806
 
         ctx = cls()
         out = ctx.forward(*[t.data for t in inputs], **kwargs)
@@ -134,7 +136,23 @@ class Function:
                 )
 
 
+def _tensor_class() -> type:
+    """tensor.Tensor, imported once (tensor.py imports this module, so not at the top); an import statement
+    in Function.apply cost a measurable share of a generation step."""
+    global _TENSOR
+    if _TENSOR is None:
+        from .tensor import Tensor
+
+        _TENSOR = Tensor
+    return _TENSOR
+
+
+_TENSOR: type | None = None
+
+
 def _shares_memory(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray):
+        return bool(np.may_share_memory(a, b))
     from .xp import array_module
 
     return bool(array_module(a).may_share_memory(a, b))
