@@ -117,8 +117,10 @@ def main() -> None:
         print(rows[-1], flush=True)
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor())
+    threads = os.environ.get("OMP_NUM_THREADS", "default")
     text = "\n".join([f"# Generation with and without the KV cache ({time.strftime('%Y-%m-%d')})", "",
-                      f"Machine: {cpu}, {os.cpu_count()} cores, threads as the environment sets them. Batch 1, "
+                      f"Machine: {cpu}, {os.cpu_count()} cores, {threads} thread(s) (OMP_NUM_THREADS; run as "
+                      "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1). Batch 1, "
                       "greedy (top_k=1), 64 new tokens after a 256-token context; the two paths give the same "
                       "tokens (checked before timing). Last three columns: minitransformer and PyTorch eager, "
                       "both with a KV cache and the same weights (the same greedy tokens, checked), alternating, "
