@@ -99,3 +99,41 @@ def test_generate_crops_the_context_and_respects_top_k():
     assert model.generate(start, 5, temperature=0.8).tolist() == a
     with pytest.raises(ValueError, match="block_size is 4"):
         model(mt.zeros(1, 5, dtype=mt.int64))
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_array_decode_step_equals_the_graph_path(bias):
+    """GPT.forward with caches and no gradient takes a path on plain arrays (_decode_step); it gives the
+    logits and the cache of the graph path, for a one-token step and a several-token continuation."""
+    import minitransformer as mt
+
+    mt.manual_seed(0)
+    model = mt.nn.GPT(mt.nn.GPTConfig(block_size=32, vocab_size=17, n_layer=2, n_head=2, n_embd=8,
+                                      bias=bias)).eval()
+    prompt = mt.tensor(np.random.default_rng(0).integers(0, 17, (2, 5)))
+    for new in ([[3], [4]], [[1, 2, 3], [4, 5, 6]]):
+        fast, graph = model.new_caches(), model.new_caches()
+        with mt.no_grad():
+            model(prompt, caches=fast)
+            model(prompt, caches=graph)
+            got, _ = model(mt.tensor(new), caches=fast)
+        with mt.enable_grad():
+            want, _ = model(mt.tensor(new), caches=graph)
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+        for a, b in zip(fast, graph, strict=True):
+            np.testing.assert_allclose(a["k"].numpy(), b["k"].numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_generation_records_no_graph():
+    """Every sampled token comes out of a step run without grad (the parameters require grad)."""
+    import minitransformer as mt
+
+    mt.manual_seed(0)
+    model = mt.nn.GPT(mt.nn.GPTConfig(block_size=16, vocab_size=11, n_layer=1, n_head=2, n_embd=8)).eval()
+    modes = []
+    forward = model.forward
+    model.forward = lambda *a, **k: (modes.append(mt.is_grad_enabled()), forward(*a, **k))[1]
+    tokens = list(model.generate_stream(mt.tensor([[1, 2, 3]]), 5))
+    assert len(modes) == 5 and not any(modes)
+    assert all(not t.requires_grad for t in tokens)
+    assert mt.is_grad_enabled()  # the caller's mode is untouched

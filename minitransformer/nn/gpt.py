@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .. import creation
-from ..autograd import no_grad
+from ..autograd import is_grad_enabled, no_grad
 from ..ops import cat, topk
 from ..tensor import Tensor
 from . import functional as F
@@ -161,6 +161,9 @@ class GPT(Module):
         if start + T > self.config.block_size:
             raise ValueError(f"cannot forward a sequence of length {start + T}: block_size is "
                              f"{self.config.block_size}")
+        if (caches is not None and start > 0 and targets is None and not self.training
+                and not is_grad_enabled() and isinstance(idx.data, np.ndarray)):
+            return Tensor(self._decode_step(idx.numpy(), start, caches)), None
         pos = creation.arange(start, start + T, device=idx.device)        # (T,)
         tok_emb = self.transformer.wte(idx)                               # (B, T, C)
         pos_emb = self.transformer.wpe(pos)                               # (T, C)
@@ -175,6 +178,48 @@ class GPT(Module):
             return logits, loss
         return self.lm_head(x[:, -1:, :]), None                           # (B, 1, V)
 
+    def _decode_step(self, idx: np.ndarray, start: int, caches: list[dict[str, Any]]) -> np.ndarray:
+        """The same computation as forward() for tokens that continue the cached ones, on plain arrays: no
+        graph is built (there is nothing to differentiate while generating), which is most of the cost of a
+        one-token step. idx (B, T) at positions start .. start+T-1 -> logits of the last one (B, 1, V).
+        tests/test_gpt.py checks it against forward() on the same caches."""
+        from .. import backend
+
+        ln_kernel, gelu_kernel = backend.kernel("layernorm_forward"), backend.kernel("gelu_forward")
+        B, T = idx.shape
+        C, nh = self.config.n_embd, self.config.n_head
+        hs = C // nh
+
+        def ln(x: np.ndarray, mod: LayerNorm) -> np.ndarray:
+            w = mod.weight.numpy() if mod.weight is not None else None
+            b = mod.bias.numpy() if mod.bias is not None else None
+            return ln_kernel(x.reshape(-1, C), w, b, mod.eps)[0].reshape(x.shape)
+
+        def lin(x: np.ndarray, mod: Linear) -> np.ndarray:
+            y = x @ mod.weight.numpy().T
+            return y + mod.bias.numpy() if mod.bias is not None else y
+
+        x = self.transformer.wte.weight.numpy()[idx] + self.transformer.wpe.weight.numpy()[start:start + T]
+        # query i (at position start + i) may see keys 0 .. start + i
+        blocked = np.triu(np.ones((T, start + T), dtype=bool), k=start + 1)
+        for block, cache in zip(self.transformer.h, caches, strict=True):
+            attn = block.attn
+            q, k, v = np.split(lin(ln(x, block.ln_1), attn.c_attn), 3, axis=2)     # (B, T, C) each
+            q, k, v = (a.reshape(B, T, nh, hs).transpose(0, 2, 1, 3) for a in (q, k, v))  # (B, nh, T, hs)
+            k = np.concatenate([cache["k"].numpy(), k], axis=2)                      # (B, nh, start+T, hs)
+            v = np.concatenate([cache["v"].numpy(), v], axis=2)
+            cache["k"], cache["v"] = Tensor(k), Tensor(v)
+            s = (q @ k.transpose(0, 1, 3, 2)) * np.float32(1.0 / math.sqrt(hs))      # (B, nh, T, start+T)
+            s = np.where(blocked, -np.inf, s)
+            s = np.exp(s - s.max(axis=-1, keepdims=True))                            # max subtracted: no overflow
+            y = (s / s.sum(axis=-1, keepdims=True)) @ v                              # (B, nh, T, hs)
+            x = x + lin(y.transpose(0, 2, 1, 3).reshape(B, T, C), attn.c_proj)
+            mlp = block.mlp
+            h = lin(ln(x, block.ln_2), mlp.c_fc)
+            x = x + lin(gelu_kernel(h, mlp.gelu.approximate)[0], mlp.c_proj)
+        x = ln(x[:, -1:], self.transformer.ln_f)
+        return (x @ self.lm_head.weight.numpy().T).astype(x.dtype, copy=False)       # (B, 1, V)
+
     def configure_optimizers(self, weight_decay: float, learning_rate: float,
                              betas: tuple[float, float] = (0.9, 0.95)) -> Any:
         """AdamW with weight decay on the 2-D weights only (matmuls and embeddings), as nanoGPT."""
@@ -186,10 +231,11 @@ class GPT(Module):
         """Empty key/value caches, one per layer, for incremental decoding."""
         return [{} for _ in self.transformer.h]
 
-    @no_grad()
     def generate_stream(self, idx: Any, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                         top_p: float | None = None, use_cache: bool = True) -> Iterator[Tensor]:
-        """Yield each new token (B, 1) as it is sampled; see `generate`."""
+        """Yield each new token (B, 1) as it is sampled; see `generate`. Each step runs without recording a
+        graph; the caller's code between two tokens runs in the caller's own grad mode (a `no_grad`
+        decorator on a generator would only cover the creation of the generator, not its steps)."""
         idx = idx if isinstance(idx, Tensor) else creation.tensor(idx)
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
@@ -198,17 +244,18 @@ class GPT(Module):
         block = self.config.block_size
         caches, fed = None, 0  # fed: how many tokens of idx the caches hold
         for _ in range(max_new_tokens):
-            if use_cache and caches is not None and idx.shape[1] <= block:
-                logits, _ = self(idx[:, fed:], caches=caches)           # only the new token
-            else:
-                # no cache yet, or the context outgrew block_size: the positions of every kept token
-                # shift, so the cache cannot be reused; start again from the cropped context
-                idx_cond = idx if idx.shape[1] <= block else idx[:, -block:]
-                caches = self.new_caches() if use_cache else None
-                logits, _ = self(idx_cond, caches=caches)
-            fed = idx.shape[1]
-            idx_next = sample_next(logits[:, -1, :], temperature, top_k, top_p)   # (B, 1)
-            idx = cat([idx, idx_next], dim=1)
+            with no_grad():
+                if use_cache and caches is not None and idx.shape[1] <= block:
+                    logits, _ = self(idx[:, fed:], caches=caches)           # only the new token
+                else:
+                    # no cache yet, or the context outgrew block_size: the positions of every kept token
+                    # shift, so the cache cannot be reused; start again from the cropped context
+                    idx_cond = idx if idx.shape[1] <= block else idx[:, -block:]
+                    caches = self.new_caches() if use_cache else None
+                    logits, _ = self(idx_cond, caches=caches)
+                fed = idx.shape[1]
+                idx_next = sample_next(logits[:, -1, :], temperature, top_k, top_p)   # (B, 1)
+                idx = cat([idx, idx_next], dim=1)
             yield idx_next
 
     def generate(self, idx: Any, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
