@@ -66,6 +66,25 @@ class CausalSelfAttention(Module):
         return self.resid_dropout(self.c_proj(y))
 
 
+def _append_to_cache(cache: dict[str, Any], name: str, new: np.ndarray, start: int) -> np.ndarray:
+    """cache[name] (B, nh, start, hs) followed by new (B, nh, T, hs): written into a buffer with room to
+    spare (doubling when full), so each step copies only its own keys and values. The cache keeps a Tensor
+    view of the filled part, which the graph path reads as before."""
+    buf = cache.get(name + "_buf")
+    end = start + new.shape[2]
+    if buf is None or buf.shape[2] < end or buf.shape[:2] != new.shape[:2] or buf.dtype != new.dtype:
+        old = cache[name].numpy()
+        buf = np.empty(new.shape[:2] + (max(2 * end, 16), new.shape[3]), dtype=new.dtype)
+        buf[:, :, :start] = old
+        cache[name + "_buf"] = buf
+    elif cache[name].numpy().base is not buf and not np.shares_memory(cache[name].numpy(), buf):
+        buf[:, :, :start] = cache[name].numpy()  # the graph path replaced the cache since the last fast step
+    buf[:, :, start:end] = new
+    view = buf[:, :, :end]
+    cache[name] = Tensor(view)
+    return view
+
+
 class MLP(Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
@@ -204,11 +223,9 @@ class GPT(Module):
         blocked = np.triu(np.ones((T, start + T), dtype=bool), k=start + 1)
         for block, cache in zip(self.transformer.h, caches, strict=True):
             attn = block.attn
-            q, k, v = np.split(lin(ln(x, block.ln_1), attn.c_attn), 3, axis=2)     # (B, T, C) each
-            q, k, v = (a.reshape(B, T, nh, hs).transpose(0, 2, 1, 3) for a in (q, k, v))  # (B, nh, T, hs)
-            k = np.concatenate([cache["k"].numpy(), k], axis=2)                      # (B, nh, start+T, hs)
-            v = np.concatenate([cache["v"].numpy(), v], axis=2)
-            cache["k"], cache["v"] = Tensor(k), Tensor(v)
+            qkv = lin(ln(x, block.ln_1), attn.c_attn).reshape(B, T, 3, nh, hs)
+            q, k, v = (qkv[:, :, j].transpose(0, 2, 1, 3) for j in range(3))         # (B, nh, T, hs) views
+            k, v = _append_to_cache(cache, "k", k, start), _append_to_cache(cache, "v", v, start)
             s = (q @ k.transpose(0, 1, 3, 2)) * np.float32(1.0 / math.sqrt(hs))      # (B, nh, T, start+T)
             s = np.where(blocked, -np.inf, s)
             s = np.exp(s - s.max(axis=-1, keepdims=True))                            # max subtracted: no overflow
