@@ -18,8 +18,9 @@ import numpy as np
 
 from .. import creation
 from ..autograd import is_grad_enabled, no_grad
-from ..ops import cat, topk
+from ..ops import cat
 from ..tensor import Tensor
+from ..xp import array_module
 from . import functional as F
 from . import init
 from .layers import GELU, Dropout, Embedding, LayerNorm, Linear
@@ -260,19 +261,20 @@ class GPT(Module):
             raise ValueError(f"top_p must be in (0, 1], got {top_p}")
         block = self.config.block_size
         caches, fed = None, 0  # fed: how many tokens of idx the caches hold
+        tokens = idx.data      # the growing sequence as a plain array: nothing here is differentiated
+        xp = array_module(tokens)
         for _ in range(max_new_tokens):
             with no_grad():
-                if use_cache and caches is not None and idx.shape[1] <= block:
-                    logits, _ = self(idx[:, fed:], caches=caches)           # only the new token
+                if use_cache and caches is not None and tokens.shape[1] <= block:
+                    logits, _ = self(Tensor(tokens[:, fed:]), caches=caches)   # only the new token
                 else:
                     # no cache yet, or the context outgrew block_size: the positions of every kept token
                     # shift, so the cache cannot be reused; start again from the cropped context
-                    idx_cond = idx if idx.shape[1] <= block else idx[:, -block:]
                     caches = self.new_caches() if use_cache else None
-                    logits, _ = self(idx_cond, caches=caches)
-                fed = idx.shape[1]
-                idx_next = sample_next(logits[:, -1, :], temperature, top_k, top_p)   # (B, 1)
-                idx = cat([idx, idx_next], dim=1)
+                    logits, _ = self(Tensor(tokens[:, -block:]), caches=caches)
+                fed = tokens.shape[1]
+                idx_next = sample_next(logits.data[:, -1, :], temperature, top_k, top_p)   # (B, 1)
+                tokens = xp.concatenate([tokens, xp.asarray(idx_next.data, dtype=tokens.dtype)], axis=1)
             yield idx_next
 
     def generate(self, idx: Any, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
@@ -290,11 +292,15 @@ def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int | None = No
                 top_p: float | None = None) -> Tensor:
     """Sample one token per row from logits (B, V): scaled by 1/temperature, restricted to the top_k most
     likely tokens and/or the smallest set whose probability reaches top_p (nucleus sampling)."""
-    logits = logits / temperature
+    # on plain float64 arrays: sampling is not differentiated, and Tensor ops cost more than the arithmetic
+    x = (logits.numpy() if isinstance(logits, Tensor) else np.asarray(logits)).astype(np.float64) / temperature
     if top_k is not None:
-        v, _ = topk(logits, min(top_k, logits.shape[-1]))
-        logits = logits.masked_fill(logits < v[:, -1:], float("-inf"))
-    probs = F.softmax(logits, dim=-1).numpy().astype(np.float64)          # (B, V)
+        k = min(top_k, x.shape[-1])
+        kth = np.partition(x, -k, axis=-1)[:, -k:].min(axis=-1, keepdims=True)  # the k-th largest, (B, 1)
+        x = np.where(x < kth, -np.inf, x)
+    x = x - x.max(axis=-1, keepdims=True)                                 # max subtracted: exp cannot overflow
+    probs = np.exp(x)
+    probs /= probs.sum(axis=-1, keepdims=True)                            # (B, V)
     if top_p is not None and top_p < 1.0:
         order = np.argsort(-probs, axis=-1, kind="stable")
         sorted_p = np.take_along_axis(probs, order, axis=-1)
