@@ -27,6 +27,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from _report import write_report  # benchmarks/ is the script's folder
+
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, dropout=0.0, bias=False,
               max_iters=2000, lr=1e-3, min_lr=1e-4, warmup_iters=100, lr_decay_iters=2000, weight_decay=0.1,
@@ -290,10 +292,7 @@ def main() -> None:
     for k, st in enumerate(steps):
         cells = [statistics.mean(h[k]["val"] for i, _, h, _ in results if i == impl) for impl in args.impl]
         lines.append(f"| {st} | " + " | ".join(f"{c:.4f}" for c in cells) + " |")
-    text = "\n".join(lines) + "\n"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
+    write_report(args.out, lines)
 
 
 if __name__ == "__main__":

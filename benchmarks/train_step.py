@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from _report import write_report  # benchmarks/ is the script's folder
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {"baby": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, vocab_size=65),
            "large": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=8, vocab_size=65)}
@@ -210,10 +212,7 @@ def main() -> None:
             lines.append(f"| {config} | {t} | {both['ours']:.1f} | {both.get('torch', float('nan')):.1f} | {ratio} | "
                          f"{alone_ours['ours']:.1f} | {torch_alone} | {alone_ours['rss_mb']:.0f} MB | {torch_rss} |")
             print(lines[-1], flush=True)
-    text = "\n".join(lines) + "\n"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
+    write_report(args.out, lines)
 
 
 if __name__ == "__main__":
