@@ -110,7 +110,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"done: step {result['step']}, val loss {result['val_loss']:.4f}; checkpoint in {result['out']}")
     if cfg.sample_tokens:
         print("sample:")
-        _stream(result["model"].eval(), result["tokenizer"], "\n", cfg.sample_tokens, 0.7, None, None)
+        # temperature 0.9: at 0.7 a small model's most likely character (a space) takes over the sample
+        _stream(result["model"].eval(), result["tokenizer"], "\n", cfg.sample_tokens, 0.9, None, None)
 
 
 def _stream(model: Any, tokenizer: Any, prompt: str, n: int, temperature: float, top_k: int | None,
@@ -315,6 +316,11 @@ def main(argv: list[str] | None = None) -> int:
         _stop_other_ranks(str(e))
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`... | head`): stop quietly, as other tools do
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as e:
         _stop_other_ranks(f"{type(e).__name__}: {e}")
         raise

@@ -194,6 +194,12 @@ def test_command_line_train_resume_sample_and_errors(tmp_path):
     r = subprocess.run(run + ["sample", "--out", str(tmp_path / "o"), "--prompt", "def ", "--max-new-tokens", "30",
                               "--seed", "1"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("def ") and len(r.stdout) >= 30
+    # a reader that stops early (`| head`): a quiet exit, no traceback
+    p = subprocess.Popen(run + ["sample", "--out", str(tmp_path / "o"), "--max-new-tokens", "400"], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    p.stdout.read(1)
+    p.stdout.close()
+    assert p.wait(timeout=60) == 0 and b"Traceback" not in p.stderr.read()
     toml = tmp_path / "c.toml"
     toml.write_text('n_layer = 1\nn-embd = 16\nmax_iters = 0\nbogus = 3\n')
     for extra, message in ((["--n-embd", "15"], "--n-embd (15) must be divisible by --n-head (2)"),
