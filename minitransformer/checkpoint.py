@@ -114,3 +114,12 @@ def load(directory: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray], 
         except ValueError as e:
             raise CheckpointError(str(e)) from None
     return doc, arrays["model"], arrays["optimizer"]
+
+
+def load_task(directory: str | Path, task: str, what: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(manifest, model_state) of a checkpoint written by the job `task` ("lm" when unnamed); another job's
+    checkpoint raises CheckpointError saying it is not `what` (e.g. "a classifier's")."""
+    doc, state, _ = load(directory)
+    if doc.get("task", "lm") != task:
+        raise CheckpointError(f"{directory}: a {doc.get('task', 'lm')} checkpoint, not {what}")
+    return doc, state

@@ -101,12 +101,17 @@ def lr_at(it: int, cfg: LoopConfig) -> float:
     return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.lr - cfg.min_lr)
 
 
+def saved_config(cls: type, doc: dict[str, Any]) -> Any:
+    """The job config `cls` saved in a checkpoint manifest (options it does not know are left out)."""
+    return cls(**{k: v for k, v in doc["train_config"].items() if k in cls.__dataclass_fields__})
+
+
 def resume_config(cls: type, out: str | Path, overrides: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
     """The config saved with the checkpoint in `out`, with `overrides` (the options given explicitly on the
     command line) applied, and the loaded checkpoint (manifest, model state, optimizer arrays)."""
     loaded = checkpoint.load(out)
     doc = loaded[0]
-    saved = cls(**{k: v for k, v in doc["train_config"].items() if k in cls.__dataclass_fields__})
+    saved = saved_config(cls, doc)
     return dataclasses.replace(saved, **(overrides or {}), resume=True), {"doc": doc, "model": loaded[1],
                                                                             "optim": loaded[2]}
 

@@ -87,9 +87,7 @@ def train(cfg: TrainConfig, overrides: dict[str, Any] | None = None, progress: b
 
 def load_model(out: str | Path) -> tuple[GPT, Any, dict[str, Any]]:
     """The model and tokenizer of the checkpoint in `out` (for sampling); raises CheckpointError."""
-    doc, state, _ = checkpoint.load(out)
-    if doc.get("task", "lm") != "lm":
-        raise checkpoint.CheckpointError(f"{out}: a {doc['task']} checkpoint, not a language model's")
+    doc, state = checkpoint.load_task(out, "lm", "a language model's")
     model = GPT(GPTConfig(**doc["model_config"]))
     model.load_state_dict(state)
     return model.eval(), tokenizer_from_dict(doc["tokenizer"]), doc

@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import checkpoint, creation
 from ..autograd import no_grad
-from ..loop import Job, LoopConfig, fit, prepare_run, resume_config
+from ..loop import Job, LoopConfig, fit, prepare_run, resume_config, saved_config
 from ..nn import functional as F
 from ..nn import init
 from ..nn.layers import Embedding, LayerNorm, LearnedPositionalEmbedding, Linear
@@ -255,9 +255,7 @@ def train(cfg: ClassifyConfig, overrides: dict[str, Any] | None = None, progress
 
 
 def load(out: str | Path) -> tuple[TransformerClassifier, Vocab, list[str], dict[str, Any]]:
-    doc, state, _ = checkpoint.load(out)
-    if doc.get("task") != "classify":
-        raise checkpoint.CheckpointError(f"{out}: a {doc.get('task', 'lm')} checkpoint, not a classifier's")
+    doc, state = checkpoint.load_task(out, "classify", "a classifier's")
     model = TransformerClassifier(ClassifierConfig(**doc["model_config"]))
     model.load_state_dict(state)
     return model.eval(), Vocab.from_dict(doc["tokenizer"]), doc["labels"], doc
@@ -272,7 +270,7 @@ def classify(out: str | Path, texts: list[str]) -> list[str]:
 
 def evaluate_checkpoint(out: str | Path) -> dict[str, Any]:
     model, vocab, labels, doc = load(out)
-    cfg = ClassifyConfig(**{k: v for k, v in doc["train_config"].items() if k in ClassifyConfig.__dataclass_fields__})
+    cfg = saved_config(ClassifyConfig, doc)
     _, test_ex, _ = load_examples(cfg)
     return evaluate(model, test_ex, vocab, labels)
 

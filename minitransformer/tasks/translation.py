@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import checkpoint, creation
 from ..autograd import no_grad
-from ..loop import Job, LoopConfig, fit, prepare_run, resume_config
+from ..loop import Job, LoopConfig, fit, prepare_run, resume_config, saved_config
 from ..nn import functional as F
 from ..nn import init
 from ..nn.layers import Embedding, Linear, SinusoidalPositionalEncoding
@@ -308,9 +308,7 @@ def train(cfg: TranslateConfig, overrides: dict[str, Any] | None = None, progres
 
 def load(out: str | Path) -> tuple[Seq2SeqTransformer, Vocab, Vocab, dict[str, Any]]:
     """The model and vocabularies of a translation checkpoint; raises CheckpointError."""
-    doc, state, _ = checkpoint.load(out)
-    if doc.get("task") != "translate":
-        raise checkpoint.CheckpointError(f"{out}: a {doc.get('task', 'lm')} checkpoint, not a translation model's")
+    doc, state = checkpoint.load_task(out, "translate", "a translation model's")
     model = Seq2SeqTransformer(Seq2SeqConfig(**doc["model_config"]))
     model.load_state_dict(state)
     tok = doc["tokenizer"]
@@ -331,7 +329,7 @@ def evaluate_checkpoint(out: str | Path, beam: int = 1, length_penalty: float = 
                         max_len: int = 0) -> dict[str, Any]:
     """Re-create the held-out pairs the checkpoint was trained against and evaluate on them."""
     model, src_v, tgt_v, doc = load(out)
-    cfg = TranslateConfig(**{k: v for k, v in doc["train_config"].items() if k in TranslateConfig.__dataclass_fields__})
+    cfg = saved_config(TranslateConfig, doc)
     _, test_pairs, _ = load_pairs(cfg)
     return {**evaluate(model, test_pairs, src_v, tgt_v, beam, length_penalty, max_len), "pairs": test_pairs}
 

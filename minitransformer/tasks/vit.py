@@ -302,9 +302,7 @@ def plot_attention_png(model: ViT, data: dict[str, Any], out: Path) -> Path | No
 
 
 def load(out: str | Path) -> tuple[ViT, list[str], dict[str, Any]]:
-    doc, state, _ = checkpoint.load(out)
-    if doc.get("task") != "vit":
-        raise checkpoint.CheckpointError(f"{out}: a {doc.get('task', 'lm')} checkpoint, not a ViT's")
+    doc, state = checkpoint.load_task(out, "vit", "a ViT's")
     model = ViT(ViTConfig(**doc["model_config"]))
     model.load_state_dict(state)
     return model.eval(), doc["labels"], doc
