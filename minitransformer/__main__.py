@@ -17,6 +17,11 @@
     minitransformer search --model DIR --corpus lines.txt "query" --top-k 5
     minitransformer serve --out out --port 8000                # HTTP: POST /v1/generate, GET /health
 
+    minitransformer quantize --out out --bits 4 --group 64 --to out-q4   # or --bits 8; --embedding too
+    minitransformer prune --out out --sparsity 0.5 --heads 2 --finetune-iters 200 --to out-pruned
+    minitransformer eval --out out-q4                          # val loss, file size, memory
+    minitransformer export --out out --onnx model.onnx         # ONNX graph (needs the onnx extra)
+
 Bad values give one line starting with "error:", not a traceback.
 """
 
@@ -247,6 +252,38 @@ def cmd_sample(args: argparse.Namespace) -> None:
     _stream(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p)
 
 
+def cmd_quantize(args: argparse.Namespace) -> None:
+    from .compress import checkpoint_bytes, quantize_checkpoint
+
+    desc = quantize_checkpoint(args.out, args.to, args.bits, args.group, args.embedding)
+    what = "int8 per channel" if desc["bits"] == 8 else f"4-bit in groups of {desc['group']}"
+    print(f"quantized {len(desc['linears'])} Linear layers ({what}"
+          + (", embedding included" if desc["embeddings"] else "") + f") into {args.to}: "
+          f"{checkpoint_bytes(args.to):,} bytes (float32: {checkpoint_bytes(args.out):,})")
+
+
+def cmd_prune(args: argparse.Namespace) -> None:
+    from .compress import prune_checkpoint
+
+    desc = prune_checkpoint(args.out, args.to, args.sparsity, args.heads, args.finetune_iters, args.finetune_lr,
+                            progress=not args.quiet)
+    heads = sum(len(v) for v in desc["heads"].values())
+    print(f"pruned into {args.to}: {desc['achieved_sparsity']:.1%} of the block weights are zero, "
+          f"{heads} head(s) removed" + (f", fine-tuned {args.finetune_iters} steps" if args.finetune_iters else ""))
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from .compress import evaluate
+
+    r = evaluate(args.out, args.batch_size)
+    q = r["quantization"]
+    kind = "float32" if not q else ("int8" if q["bits"] == 8 else f"4-bit (group {q['group']})")
+    if r["pruning"]:
+        kind += f", pruned to {r['pruning']['achieved_sparsity']:.1%} zeros"
+    print(f"{args.out}: {kind}; val loss {r['val_loss']:.4f} (every window of the validation split); "
+          f"weights file {r['file_bytes']:,} bytes, in memory {r['weight_bytes']:,} bytes")
+
+
 def _stop_other_ranks(message: str) -> None:
     """Under MPI, a rank that fails takes the whole job down with a message instead of leaving the other
     ranks waiting in a collective forever (no-op in a single process)."""
@@ -293,6 +330,23 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--port", type=int, default=8000)
     v.add_argument("--max-new-tokens-limit", type=int, default=1000, help="the most tokens one request may ask for")
     v.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger request bodies get 413")
+    z = sub.add_parser("quantize", help="write an int8 or 4-bit copy of a language-model checkpoint")
+    z.add_argument("--out", default="out", help="the trained checkpoint directory")
+    z.add_argument("--to", required=True, help="directory for the quantized checkpoint")
+    z.add_argument("--bits", type=int, choices=(8, 4), default=8)
+    z.add_argument("--group", type=int, default=64, help="4-bit: weights per scale (32 or 64)")
+    z.add_argument("--embedding", action="store_true", help="also quantize the (tied) token embedding")
+    r = sub.add_parser("prune", help="write a pruned copy of a language-model checkpoint")
+    r.add_argument("--out", default="out", help="the trained checkpoint directory")
+    r.add_argument("--to", required=True, help="directory for the pruned checkpoint")
+    r.add_argument("--sparsity", type=float, default=0.0, help="fraction of block weights to zero, by magnitude")
+    r.add_argument("--heads", type=int, default=0, help="number of attention heads to remove")
+    r.add_argument("--finetune-iters", type=int, default=0, help="steps of training afterwards, zeros held")
+    r.add_argument("--finetune-lr", type=float, default=None, help="(default: the run's --min-lr)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    a = sub.add_parser("eval", help="validation loss, file size and memory of a language-model checkpoint")
+    a.add_argument("--out", default="out", help="checkpoint directory (float, quantized or pruned)")
+    a.add_argument("--batch-size", type=int, default=64)
     # inputs may follow options (`vit predict --out DIR a.npy`): argparse leaves those over as extras
     args, extras = parser.parse_known_args(argv)
     if extras:
@@ -310,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd_search(args)
         elif args.command == "serve":
             cmd_serve(args)
+        elif args.command in ("quantize", "prune", "eval"):
+            {"quantize": cmd_quantize, "prune": cmd_prune, "eval": cmd_eval}[args.command](args)
         else:
             cmd_task(args.command, args)
     except (ValueError, FileNotFoundError, CheckpointError, RuntimeError) as e:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 # kernel file (same name in kernels/reference and kernels/cpu) -> backend modules are found from this list
-KERNEL_FILES = ("softmax", "gelu", "layernorm", "crossentropy", "attention", "adam")
+KERNEL_FILES = ("softmax", "gelu", "layernorm", "crossentropy", "attention", "adam", "quant")
 _PACKAGES = {"numpy": "minitransformer.kernels.reference", "numba": "minitransformer.kernels.cpu"}
 
 # What `auto` prefers on the CPU, per kernel file, fastest first (benchmarks/results/kernels-cpu.md).

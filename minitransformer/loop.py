@@ -111,6 +111,10 @@ def resume_config(cls: type, out: str | Path, overrides: dict[str, Any] | None) 
     command line) applied, and the loaded checkpoint (manifest, model state, optimizer arrays)."""
     loaded = checkpoint.load(out)
     doc = loaded[0]
+    if "optimizer" not in doc:
+        raise ValueError(f"the checkpoint in {out} holds no optimizer state (it was written by "
+                         f"`minitransformer {doc.get('written_by', 'quantize')}` for inference); train from "
+                         "the checkpoint it was made from")
     saved = saved_config(cls, doc)
     return dataclasses.replace(saved, **(overrides or {}), resume=True), {"doc": doc, "model": loaded[1],
                                                                             "optim": loaded[2]}
@@ -127,6 +131,7 @@ class Job:
     metrics   optional () -> {name: value}, run (without gradients) at each evaluation and logged with it
     describe  one line printed when training starts (data, model size)
     tokens_per_step  tokens in one optimizer step (0: the progress line shows no tokens/s)
+    after_step  optional () -> None, run after each optimizer step (pruning re-applies its masks there)
     """
 
     model: Module
@@ -135,6 +140,7 @@ class Job:
     metrics: Callable[[], dict[str, float]] | None = None
     describe: str = ""
     tokens_per_step: int = 0  # tokens in one optimizer step, for the tokens/s on the progress line
+    after_step: Callable[[], None] | None = None
 
 
 class Progress:
@@ -318,6 +324,8 @@ def fit(cfg: LoopConfig, job: Job, resumed: dict[str, Any] | None = None, progre
                 clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             opt.zero_grad(set_to_none=True)
+            if job.after_step is not None:
+                job.after_step()
             step += 1
             last_loss = loss.item()
             dt = time.perf_counter() - t0

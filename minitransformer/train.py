@@ -5,6 +5,7 @@ other jobs; docs/training.md walks through it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -48,11 +49,16 @@ class TrainConfig(LoopConfig):
             raise ValueError(f"--vocab-size must be at least 256 for byte-level BPE, got {self.vocab_size}")
 
 
-def train(cfg: TrainConfig, overrides: dict[str, Any] | None = None, progress: bool = True) -> dict[str, Any]:
+def train(cfg: TrainConfig, overrides: dict[str, Any] | None = None, progress: bool = True,
+          start: Callable[[GPT], tuple[dict[str, Any], Callable[[], None] | None]] | None = None,
+          tokenizer: Any = None) -> dict[str, Any]:
     """Train (or resume) per `cfg`; returns {"step", "train_loss", "val_loss", "out", "model", "tokenizer"}.
 
     With cfg.resume the checkpoint in cfg.out supplies every option, except those in `overrides` (the
     options given explicitly on the command line), and training continues exactly where it stopped.
+    `start(model)`, when given, prepares the new model before training (fine-tuning loads and prunes it
+    there) and returns (entries for the checkpoint manifest, a function to run after each step or None);
+    `tokenizer` replaces the one built from the data.
     """
     from .data import prepare
 
@@ -60,7 +66,8 @@ def train(cfg: TrainConfig, overrides: dict[str, Any] | None = None, progress: b
     if cfg.resume:
         cfg, resumed = resume_config(TrainConfig, cfg.out, overrides)
     prepare_run(cfg, progress)
-    tokenizer = tokenizer_from_dict(resumed["doc"]["tokenizer"]) if resumed else None
+    if resumed:
+        tokenizer = tokenizer_from_dict(resumed["doc"]["tokenizer"])
     w = distributed.world()
     if not w.is_main:
         w.barrier()  # under MPI, rank 0 writes the token file first; the others then read it
@@ -71,16 +78,24 @@ def train(cfg: TrainConfig, overrides: dict[str, Any] | None = None, progress: b
                           n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout, bias=cfg.bias))
     if resumed:
         model.load_state_dict(resumed["model"])
+    extra, after_step = start(model) if start is not None else ({}, None)
+    if resumed and "pruning" in resumed["doc"]:  # a pruned model's fine-tune: its zeros stay zeros
+        from .nn.prune import apply_masks_
+
+        params = dict(model.named_parameters())
+        masks = {n: params[n].numpy() != 0 for n in resumed["doc"]["pruning"]["params"]}
+        extra, after_step = {"pruning": resumed["doc"]["pruning"]}, lambda: apply_masks_(model, masks)
 
     def loss(split: str, rng: np.random.Generator) -> Any:
         return model(*data.batch(split, cfg.batch_size, cfg.block_size, rng))[1]
 
     where = cfg.data or "the Python standard library's sources"
-    job = Job(model, loss, {"task": "lm", "model_config": asdict(model.config), "tokenizer": tokenizer.to_dict()},
+    job = Job(model, loss, {"task": "lm", "model_config": asdict(model.config), "tokenizer": tokenizer.to_dict(),
+                            **extra},
               describe=f"data: {where}, {len(data.tokens):,} tokens ({tokenizer.kind} tokenizer, vocabulary "
                        f"{tokenizer.vocab_size}); model: {model.num_parameters() / 1e6:.2f}M parameters; "
                        f"backend {cfg.backend}",
-              tokens_per_step=cfg.batch_size * cfg.block_size * cfg.grad_accum)
+              tokens_per_step=cfg.batch_size * cfg.block_size * cfg.grad_accum, after_step=after_step)
     result = fit(cfg, job, resumed, progress)
     return {**result, "model": model, "tokenizer": tokenizer, "source": source}
 
@@ -89,5 +104,9 @@ def load_model(out: str | Path) -> tuple[GPT, Any, dict[str, Any]]:
     """The model and tokenizer of the checkpoint in `out` (for sampling); raises CheckpointError."""
     doc, state = checkpoint.load_task(out, "lm", "a language model's")
     model = GPT(GPTConfig(**doc["model_config"]))
+    if "quantization" in doc:  # integer weights and scales in place of the float Linears
+        from .nn.quantized import apply_format
+
+        apply_format(model, doc["quantization"])
     model.load_state_dict(state)
     return model.eval(), tokenizer_from_dict(doc["tokenizer"]), doc

@@ -95,7 +95,7 @@ class MLP(Module):
         self.dropout = Dropout(config.dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.c_fc.bias is None:
+        if self.c_fc.bias is None or not isinstance(self.c_fc, Linear):  # no bias, or a quantized layer
             h = self.gelu(self.c_fc(x))
         else:  # the same function, with c_fc's bias added inside the fused GELU pass
             h = F.bias_gelu(F.linear(x, self.c_fc.weight), self.c_fc.bias, self.gelu.approximate)
@@ -215,11 +215,10 @@ class GPT(Module):
             b = mod.bias.numpy() if mod.bias is not None else None
             return ln_kernel(x.reshape(-1, C), w, b, mod.eps)[0].reshape(x.shape)
 
-        def lin(x: np.ndarray, mod: Linear) -> np.ndarray:
-            y = x @ mod.weight.numpy().T
-            return y + mod.bias.numpy() if mod.bias is not None else y
+        def lin(x: np.ndarray, mod: Module) -> np.ndarray:  # a Linear or a QuantLinear
+            return mod.array_forward(x)
 
-        x = self.transformer.wte.weight.numpy()[idx] + self.transformer.wpe.weight.numpy()[start:start + T]
+        x = self.transformer.wte.array_forward(idx) + self.transformer.wpe.weight.numpy()[start:start + T]
         # query i (at position start + i) may see keys 0 .. start + i
         blocked = np.triu(np.ones((T, start + T), dtype=bool), k=start + 1)
         for block, cache in zip(self.transformer.h, caches, strict=True):
@@ -236,7 +235,7 @@ class GPT(Module):
             h = lin(ln(x, block.ln_2), mlp.c_fc)
             x = x + lin(gelu_kernel(h, mlp.gelu.approximate)[0], mlp.c_proj)
         x = ln(x[:, -1:], self.transformer.ln_f)
-        return (x @ self.lm_head.weight.numpy().T).astype(x.dtype, copy=False)       # (B, 1, V)
+        return self.lm_head.array_forward(x).astype(x.dtype, copy=False)            # (B, 1, V)
 
     def configure_optimizers(self, weight_decay: float, learning_rate: float,
                              betas: tuple[float, float] = (0.9, 0.95)) -> Any:

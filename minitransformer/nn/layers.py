@@ -44,6 +44,11 @@ class Linear(Module):
     def forward(self, input: Tensor) -> Tensor:
         return F.linear(input, self.weight, self.bias)
 
+    def array_forward(self, x: np.ndarray) -> np.ndarray:
+        """forward on a plain array (..., in) -> (..., out), recording nothing (generation)."""
+        y = x @ self.weight.numpy().T
+        return y + self.bias.numpy() if self.bias is not None else y
+
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
@@ -74,6 +79,10 @@ class Embedding(Module):
 
     def forward(self, input: Any) -> Tensor:
         return F.embedding(input, self.weight, self.padding_idx)
+
+    def array_forward(self, idx: np.ndarray) -> np.ndarray:
+        """The rows for integer ids idx (...) -> (..., embedding_dim), recording nothing (generation)."""
+        return self.weight.numpy()[idx]
 
     def extra_repr(self) -> str:
         s = f"{self.num_embeddings}, {self.embedding_dim}"

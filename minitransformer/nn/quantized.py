@@ -1,0 +1,192 @@
+"""Post-training weight quantization: QuantLinear and QuantEmbedding hold integer weights and scales
+(the int8 per-channel and 4-bit group formats of kernels/reference/quant.py) and multiply without a
+float copy of the weights; `quantize_` swaps them into a model in place, `apply_format` builds empty ones
+so that a quantized checkpoint loads into a fresh model.
+
+    model = mt.nn.GPT(config); model.load_state_dict(...)
+    desc = mt.nn.quantized.quantize_(model, bits=8)          # every Linear -> QuantLinear
+    desc = mt.nn.quantized.quantize_(model, bits=4, group=64, embedding=True)
+
+Quantized modules are for inference: their integer weights take no gradient (a gradient still flows
+through them to their input, so a float layer before them can be fine-tuned).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import backend
+from ..autograd import Function
+from ..tensor import Tensor
+from .layers import Embedding, Linear
+from .module import Module, Parameter
+
+
+class QLinear(Function):
+    """x (..., K) -> x @ W^T + bias (..., M) with W stored quantized; dx = dy @ W, dbias = sum(dy)."""
+
+    saves_inputs = (1, 2)
+
+    def forward(self, x, qweight, scale, bias=None):
+        self.qweight, self.scale, self.has_bias = qweight, scale, bias is not None
+        return backend.kernel("qlinear_forward")(x, qweight, scale, bias)
+
+    def backward(self, dout):
+        dx = backend.kernel("qlinear_backward")(dout, self.qweight, self.scale)
+        if not self.has_bias:
+            return dx, None, None
+        return dx, None, None, dout.reshape(-1, dout.shape[-1]).sum(axis=0)
+
+
+def _storage(out_features: int, in_features: int, bits: int, group: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Empty (qweight, scale) arrays of the format's shapes and dtypes."""
+    if bits == 8:
+        return np.zeros((out_features, in_features), np.int8), np.zeros((out_features, 1), np.float32)
+    if bits == 4:
+        if not group or group % 2 or in_features % group:
+            raise ValueError(f"4-bit quantization needs an even group size that divides in_features "
+                             f"{in_features}, got {group} (try --group 32 or 64)")
+        return (np.zeros((out_features, in_features // 2), np.uint8),
+                np.zeros((out_features, in_features // group), np.float16))
+    raise ValueError(f"bits must be 8 or 4, got {bits}")
+
+
+class QuantLinear(Module):
+    """A Linear whose weight (out_features, in_features) is stored as `qweight` and `scale` buffers
+    (int8 + float32 per-channel scales for bits=8; packed nibbles + float16 group scales for bits=4);
+    the bias, when present, stays a float Parameter."""
+
+    def __init__(self, in_features: int, out_features: int, bits: int = 8, group: int | None = None,
+                 bias: bool = True, dtype: Any = np.float32) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.bits, self.group = bits, (group if bits == 4 else None)
+        qweight, scale = _storage(out_features, in_features, bits, self.group)
+        self.register_buffer("qweight", Tensor(qweight))
+        self.register_buffer("scale", Tensor(scale))
+        if bias:
+            self.bias = Parameter(np.zeros(out_features, dtype))
+        else:
+            self.register_parameter("bias", None)
+
+    @classmethod
+    def from_float(cls, linear: Linear, bits: int, group: int | None = None) -> QuantLinear:
+        """Quantize a Linear's weight (its bias is copied as it is)."""
+        q = cls(linear.in_features, linear.out_features, bits, group, linear.bias is not None,
+                linear.weight.dtype)
+        qweight, scale = backend.kernel("quantize_forward")(linear.weight.numpy(), bits, q.group)
+        q.qweight, q.scale = Tensor(qweight), Tensor(scale)
+        if linear.bias is not None:
+            q.bias = Parameter(linear.bias.numpy().copy())
+        return q
+
+    def dequantize(self) -> np.ndarray:
+        """The weight the integers stand for, (out_features, in_features) float32."""
+        return backend.kernel("dequantize_forward")(self.qweight.numpy(), self.scale.numpy())
+
+    def forward(self, input: Tensor) -> Tensor:
+        if input.shape[-1] != self.in_features:
+            raise ValueError(f"QuantLinear: input of shape {input.shape} does not match in_features "
+                             f"{self.in_features}")
+        args = (input, self.qweight, self.scale) + ((self.bias,) if self.bias is not None else ())
+        return QLinear.apply(*args)
+
+    def array_forward(self, x: np.ndarray) -> np.ndarray:
+        """forward on a plain array, recording nothing (generation)."""
+        b = self.bias.numpy() if self.bias is not None else None
+        return backend.kernel("qlinear_forward")(x, self.qweight.numpy(), self.scale.numpy(), b)
+
+    def extra_repr(self) -> str:
+        fmt = "int8 per channel" if self.bits == 8 else f"4-bit, groups of {self.group}"
+        return f"in_features={self.in_features}, out_features={self.out_features}, {fmt}"
+
+
+class QuantEmbedding(Module):
+    """An Embedding stored in the same formats (a row per token, quantized like a Linear's output
+    channel); a lookup dequantizes only the rows it reads."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, bits: int = 8, group: int | None = None) -> None:
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.bits, self.group = bits, (group if bits == 4 else None)
+        qweight, scale = _storage(num_embeddings, embedding_dim, bits, self.group)
+        self.register_buffer("qweight", Tensor(qweight))
+        self.register_buffer("scale", Tensor(scale))
+
+    def array_forward(self, idx: np.ndarray) -> np.ndarray:
+        """idx (...) integer ids -> (..., embedding_dim) float32."""
+        idx = np.asarray(idx)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.num_embeddings):
+            raise IndexError(f"token id out of range [0, {self.num_embeddings}): got {idx.min()}..{idx.max()}")
+        flat = idx.reshape(-1)
+        rows = backend.kernel("dequantize_forward")(self.qweight.numpy()[flat], self.scale.numpy()[flat])
+        return rows.reshape(*idx.shape, self.embedding_dim)
+
+    def forward(self, input: Any) -> Tensor:
+        return Tensor(self.array_forward(input.numpy() if isinstance(input, Tensor) else input))
+
+    def extra_repr(self) -> str:
+        fmt = "int8 per row" if self.bits == 8 else f"4-bit, groups of {self.group}"
+        return f"{self.num_embeddings}, {self.embedding_dim}, {fmt}"
+
+
+def _tied_linears(model: Module) -> dict[str, str]:
+    """Linear names whose weight is an Embedding's weight (GPT's lm_head and wte) -> that Embedding's name."""
+    emb = {id(m.weight): n for n, m in model.named_modules() if isinstance(m, Embedding)}
+    return {n: emb[id(m.weight)] for n, m in model.named_modules()
+            if isinstance(m, Linear) and id(m.weight) in emb}
+
+
+def _replace(model: Module, name: str, new: Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, new)
+
+
+def quantize_(model: Module, bits: int = 8, group: int | None = 64, embedding: bool = False) -> dict[str, Any]:
+    """Replace every Linear of `model` by a QuantLinear, in place; with `embedding`, also the Embedding
+    that an output layer shares its weight with (GPT's tied wte / lm_head: quantized once, the two
+    modules then share the integers). Returns the format description a checkpoint stores."""
+    if bits not in (8, 4):
+        raise ValueError(f"bits must be 8 or 4, got {bits}")
+    tied = _tied_linears(model)
+    linears = [n for n, m in model.named_modules() if isinstance(m, Linear) and (embedding or n not in tied)]
+    desc = {"bits": bits, "group": group if bits == 4 else None, "linears": linears,
+            "embeddings": {n: tied[n] for n in linears if n in tied}}
+    for name in linears:
+        _replace(model, name, QuantLinear.from_float(model.get_submodule(name), bits, desc["group"]))
+    _share_tied(model, desc)
+    return desc
+
+
+def _share_tied(model: Module, desc: dict[str, Any]) -> None:
+    """Put a QuantEmbedding holding the tied QuantLinear's very buffers in place of each tied Embedding."""
+    for lin_name, emb_name in desc["embeddings"].items():
+        lin = model.get_submodule(lin_name)
+        emb = QuantEmbedding(lin.out_features, lin.in_features, desc["bits"], desc["group"])
+        emb.qweight, emb.scale = lin.qweight, lin.scale
+        _replace(model, emb_name, emb)
+
+
+def apply_format(model: Module, desc: dict[str, Any]) -> Module:
+    """Give a freshly built float model the quantized modules that `desc` (from quantize_) names, empty,
+    so that load_state_dict can fill them from a quantized checkpoint."""
+    for name in desc["linears"]:
+        lin = model.get_submodule(name)
+        if not isinstance(lin, Linear):
+            raise ValueError(f"quantized checkpoint names {name!r}, which is not a Linear in this model")
+        _replace(model, name, QuantLinear(lin.in_features, lin.out_features, desc["bits"], desc["group"],
+                                          lin.bias is not None, lin.weight.dtype))
+    _share_tied(model, desc)
+    return model
+
+
+def weight_bytes(model: Module) -> int:
+    """Bytes of every parameter and buffer, each shared array counted once."""
+    seen, total = set(), 0
+    for t in list(model.parameters()) + list(model.buffers()):
+        if id(t) not in seen:
+            seen.add(id(t))
+            total += t.numpy().nbytes
+    return total
