@@ -49,22 +49,21 @@ def quantize_forward(w, bits, group=None):  # noqa: ANN001, ANN201
     return packed, d[..., 0].astype(np.float16)
 
 
-def dequantize_forward(qweight, scale):  # noqa: ANN001, ANN201
-    """(qweight, scale) -> W (M, K) float32."""
+def dequantize_forward(qweight, scale, dtype=np.float32):  # noqa: ANN001, ANN201
+    """(qweight, scale) -> W (M, K) = q * d, computed in `dtype`."""
     if qweight.dtype == np.int8:
-        return qweight.astype(np.float32) * scale.astype(np.float32)
+        return qweight.astype(dtype) * scale.astype(dtype)
     M, ngroups = scale.shape
-    q = np.concatenate([qweight & 0x0F, qweight >> 4], axis=1).astype(np.float32) - 8.0  # (M, K): low, high halves
-    return (q.reshape(M, ngroups, -1) * scale.astype(np.float32)[..., None]).reshape(M, -1)
+    q = np.concatenate([qweight & 0x0F, qweight >> 4], axis=1).astype(dtype) - 8.0  # (M, K): low, high halves
+    return (q.reshape(M, ngroups, -1) * scale.astype(dtype)[..., None]).reshape(M, -1)
 
 
 def qlinear_forward(x, qweight, scale, bias=None):  # noqa: ANN001, ANN201
     """x (..., K) @ dequantize(qweight, scale)^T (+ bias) -> (..., M), in x's dtype."""
-    w = dequantize_forward(qweight, scale).astype(x.dtype, copy=False)
-    y = x @ w.T
+    y = x @ dequantize_forward(qweight, scale, x.dtype).T
     return y + bias.astype(x.dtype, copy=False) if bias is not None else y
 
 
 def qlinear_backward(dy, qweight, scale):  # noqa: ANN001, ANN201
     """dy (..., M) -> dx = dy @ dequantize(qweight, scale) (..., K)."""
-    return dy @ dequantize_forward(qweight, scale).astype(dy.dtype, copy=False)
+    return dy @ dequantize_forward(qweight, scale, dy.dtype)
