@@ -284,6 +284,13 @@ def cmd_eval(args: argparse.Namespace) -> None:
           f"weights file {r['file_bytes']:,} bytes, in memory {r['weight_bytes']:,} bytes")
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from .onnx_export import export_checkpoint
+
+    kind = export_checkpoint(args.out, args.onnx)
+    print(f"wrote the {kind} of {args.out} to {args.onnx} (ONNX opset 17; batch and time axes are dynamic)")
+
+
 def _stop_other_ranks(message: str) -> None:
     """Under MPI, a rank that fails takes the whole job down with a message instead of leaving the other
     ranks waiting in a collective forever (no-op in a single process)."""
@@ -347,6 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     a = sub.add_parser("eval", help="validation loss, file size and memory of a language-model checkpoint")
     a.add_argument("--out", default="out", help="checkpoint directory (float, quantized or pruned)")
     a.add_argument("--batch-size", type=int, default=64)
+    x = sub.add_parser("export", help="write a language or translation model as an ONNX graph")
+    x.add_argument("--out", default="out", help="checkpoint directory")
+    x.add_argument("--onnx", required=True, help="the .onnx file to write")
     # inputs may follow options (`vit predict --out DIR a.npy`): argparse leaves those over as extras
     args, extras = parser.parse_known_args(argv)
     if extras:
@@ -364,8 +374,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd_search(args)
         elif args.command == "serve":
             cmd_serve(args)
-        elif args.command in ("quantize", "prune", "eval"):
-            {"quantize": cmd_quantize, "prune": cmd_prune, "eval": cmd_eval}[args.command](args)
+        elif args.command in ("quantize", "prune", "eval", "export"):
+            {"quantize": cmd_quantize, "prune": cmd_prune, "eval": cmd_eval, "export": cmd_export}[args.command](args)
         else:
             cmd_task(args.command, args)
     except (ValueError, FileNotFoundError, CheckpointError, RuntimeError) as e:
