@@ -249,7 +249,17 @@ def cmd_sample(args: argparse.Namespace) -> None:
     model, tokenizer, _ = load_model(args.out)
     if args.seed is not None:
         mt.manual_seed(args.seed)
-    _stream(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p)
+    if args.num_samples < 1:
+        raise ValueError(f"--num-samples must be at least 1, got {args.num_samples}")
+    if args.num_samples == 1:
+        _stream(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p)
+        return
+    # several samples: one batch, each step one pass over the weights for all of them; printed at the end
+    ids = tokenizer.encode(args.prompt) if args.prompt else [0]
+    rows = model.generate_batch([ids] * args.num_samples, args.max_new_tokens, args.temperature, args.top_k,
+                                args.top_p)
+    for i, row in enumerate(rows):
+        print(("" if i == 0 else "---------------\n") + args.prompt + tokenizer.decode(row))
 
 
 def cmd_quantize(args: argparse.Namespace) -> None:
@@ -318,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--top-k", type=int, default=None)
     s.add_argument("--top-p", type=float, default=None)
     s.add_argument("--seed", type=int, default=None)
+    s.add_argument("--num-samples", type=int, default=1, help="samples generated together as one batch")
     for name in TASK_HELP:
         _task_parser(sub, name)
     e = sub.add_parser("embed", help="sentence embeddings from a sentence-transformers model directory")

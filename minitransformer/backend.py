@@ -155,6 +155,12 @@ def warmup(verbose: bool = False) -> float:
             for mask in (None, np.zeros((1, 1, 2), dt)):
                 o, lse = k["attention_forward"](q, q, q, mask, 1.0, causal)
                 k["attention_backward"](q, q, q, q, o, lse, mask, 1.0, causal)
+        k["decode_attention_forward"](q, q[:, :, None], q[:, :, None], None, 1.0, 1)
+        w = np.ones((3, 64), dt)
+        for bits in (8, 4):
+            qw, sc = _load("numpy")["quantize_forward"](w, bits, 64)
+            for n in (1, 8):
+                k["qlinear_forward"](np.ones((n, 64), dt), qw, sc, None)
         for amsgrad in (False, True):
             p = np.ones(3, dt)
             k["adam_update"]([p], [p.copy()], [p * 0], [p * 0], [p * 0] if amsgrad else None, 1e-3, 0.9, 0.99,

@@ -323,3 +323,25 @@ def test_matmul_versions(m, k, n, dt, batched, seed):
     if batched:
         a3 = rng.standard_normal((2, m, k)).astype(dt)
         close(km.matmul_forward(a3, b), a3.astype(np.float64) @ b.astype(np.float64), dt, k)
+
+
+@kernel_settings
+@given(B=st.integers(1, 3), nh=st.integers(1, 3), E=st.sampled_from([1, 7, 32]), S=st.integers(1, 40),
+       spare=st.integers(0, 5), padded=st.booleans(), dt=dtypes, scale=st.sampled_from([1.0, 30.0]),
+       seed=st.integers(0, 2**16))
+def test_decode_attention(B, nh, E, S, spare, padded, dt, scale, seed):
+    """One decoding step over a cache buffer with unused room after the filled part, rows starting at
+    different columns (left padding), large scores."""
+    rng = np.random.default_rng(seed)
+    k = (rng.standard_normal((B, nh, S + spare, E)) * scale).astype(dt)
+    v = rng.standard_normal((B, nh, S + spare, E)).astype(dt)
+    q = rng.standard_normal((B, nh, E)).astype(dt)
+    first = rng.integers(0, S, B) if padded else None
+    ref = R["decode_attention_forward"](q, k, v, first, 0.3, S)
+    close(N["decode_attention_forward"](q, k, v, first, 0.3, S), ref, dt, S, "decode attention", magnitude=scale)
+    # the reference itself: softmax over the row's keys, by a loop written here
+    b, h = B - 1, nh - 1
+    lo = 0 if first is None else first[b]
+    s = k[b, h, lo:S].astype(np.float64) @ q[b, h].astype(np.float64) * 0.3
+    w = np.exp(s - s.max())
+    close(ref[b, h], (w / w.sum()) @ v[b, h, lo:S].astype(np.float64), dt, S, "reference", magnitude=scale)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import fexp, pjit, prange
+from ._jit import fexp, jit, pjit, prange
 
 TILE = 64
 
@@ -324,3 +324,51 @@ def attention_backward(dout, q, k, v, out, lse, mask, scale, causal, grads=None)
             add_product(dq[..., i0:i1, :], dp, k[..., j0:j1, :], j0 == 0)                 # dQ += dS K
             add_product(dk[..., j0:j1, :], np.swapaxes(dp, -1, -2), qb, first_for_keys)   # dK += dS^T Q
     return dq, dk, dv
+
+
+# ---- one decoding step -----------------------------------------------------------------------------------
+def _decode_impl(q, k, v, first, S, scale, out):  # noqa: ANN001, ANN202
+    B, nh, _, E = k.shape
+    for r in prange(B * nh):
+        b, h = r // nh, r % nh
+        s = np.empty(S, q.dtype)
+        m = q.dtype.type(-np.inf)
+        f = first[b]
+        for t in range(f, S):
+            acc = q.dtype.type(0.0)
+            for e in range(E):
+                acc += q[b, h, e] * k[b, h, t, e]
+            s[t] = acc * scale
+            m = max(m, s[t])
+        total = q.dtype.type(0.0)
+        for t in range(f, S):
+            s[t] = fexp(s[t] - m)                                               # max subtracted: no overflow
+            total += s[t]
+        o = np.zeros(E, q.dtype)
+        inv = q.dtype.type(1.0) / total
+        for t in range(f, S):
+            p = s[t] * inv
+            for e in range(E):
+                o[e] += p * v[b, h, t, e]
+        for e in range(E):
+            out[b, h, e] = o[e]
+
+
+_decode = jit(_decode_impl)          # a few rows and heads: threads would cost more than they save
+_decode_par = pjit(_decode_impl)
+PARALLEL_FROM = 1 << 16              # B * nh * S * E multiply-adds from which the rows go to threads
+
+
+def decode_attention_forward(q, k, v, first, scale, length=None):  # noqa: ANN001, ANN201
+    """One decoding step, fused (scores, softmax, weighted sum in one pass per row and head): q (B, nh, E),
+    k, v (B, nh, cap, E) of which the first `length` positions are used (default: all), first (B,) or
+    None -> (B, nh, E); see the reference. Pass a cache's whole buffer with `length` rather than a view
+    of its filled part: a contiguous array compiles to unit-stride loops that vectorise (a view does not,
+    and ran twice as slow)."""
+    B, nh, cap, E = k.shape
+    S = cap if length is None else length
+    f = np.zeros(B, np.int64) if first is None else np.ascontiguousarray(first, dtype=np.int64)
+    out = np.empty((B, nh, E), q.dtype)
+    fn = _decode_par if B * nh * S * E >= PARALLEL_FROM else _decode
+    fn(np.ascontiguousarray(q), np.ascontiguousarray(k), np.ascontiguousarray(v), f, S, q.dtype.type(scale), out)
+    return out

@@ -63,3 +63,17 @@ def attention_backward(dout: Any, q: Any, k: Any, v: Any, out: Any, lse: Any, ma
     for dst, src in zip(grads, result, strict=True):
         dst[...] = src
     return grads
+
+
+def decode_attention_forward(q: Any, k: Any, v: Any, first: Any, scale: float, length: int | None = None) -> Any:
+    """One decoding step: q (B, nh, E), the cached keys and values k, v (B, nh, cap, E), of which the
+    first `length` positions are filled (default: all), the new one last -> (B, nh, E). Row b sees keys
+    first[b] .. length-1 (first: (B,) ints, the start of that row's tokens after left padding; None = 0
+    for every row). No causal mask is needed: the new query is the last position."""
+    xp = xp_of(q)
+    k, v = k[:, :, :length], v[:, :, :length]
+    s = (k @ q[..., None])[..., 0] * q.dtype.type(scale)                     # (B, nh, S)
+    if first is not None:
+        s = xp.where(xp.arange(k.shape[2])[None, None, :] < xp.asarray(first)[:, None, None], -xp.inf, s)
+    e = xp.exp(s - s.max(axis=-1, keepdims=True))                              # max subtracted: no overflow
+    return ((e / e.sum(axis=-1, keepdims=True))[..., None, :] @ v)[..., 0, :]

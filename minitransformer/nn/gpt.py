@@ -74,9 +74,9 @@ def _append_to_cache(cache: dict[str, Any], name: str, new: np.ndarray, start: i
     buf = cache.get(name + "_buf")
     end = start + new.shape[2]
     if buf is None or buf.shape[2] < end or buf.shape[:2] != new.shape[:2] or buf.dtype != new.dtype:
-        old = cache[name].numpy()
         buf = np.empty(new.shape[:2] + (max(2 * end, 16), new.shape[3]), dtype=new.dtype)
-        buf[:, :, :start] = old
+        if start:
+            buf[:, :, :start] = cache[name].numpy()
         cache[name + "_buf"] = buf
     elif cache[name].numpy().base is not buf and not np.shares_memory(cache[name].numpy(), buf):
         buf[:, :, :start] = cache[name].numpy()  # the graph path replaced the cache since the last fast step
@@ -198,44 +198,68 @@ class GPT(Module):
             return logits, loss
         return self.lm_head(x[:, -1:, :]), None                           # (B, 1, V)
 
-    def _decode_step(self, idx: np.ndarray, start: int, caches: list[dict[str, Any]]) -> np.ndarray:
+    def _decode_plan(self) -> list[Any]:
+        """What _decode_step reads, fetched once per generation: per block (ln_1, c_attn, c_proj, ln_2, c_fc,
+        mlp c_proj, gelu form) with each LayerNorm as (weight, bias, eps) and each linear layer as a
+        function of a plain array (a float or quantized layer's own), then (ln_f, lm_head)."""
+        def ln(mod: LayerNorm) -> tuple[Any, Any, float]:
+            return (None if mod.weight is None else mod.weight.numpy(),
+                    None if mod.bias is None else mod.bias.numpy(), mod.eps)
+
+        blocks = [(ln(b.ln_1), b.attn.c_attn.array_fn(), b.attn.c_proj.array_fn(), ln(b.ln_2),
+                   b.mlp.c_fc.array_fn(), b.mlp.c_proj.array_fn(), b.mlp.gelu.approximate)
+                  for b in self.transformer.h]
+        return [blocks, ln(self.transformer.ln_f), self.lm_head.array_fn()]
+
+    def _decode_step(self, idx: np.ndarray, start: int, caches: list[dict[str, Any]],
+                     first: np.ndarray | None = None) -> np.ndarray:
         """The same computation as forward() for tokens that continue the cached ones, on plain arrays: no
         graph is built (there is nothing to differentiate while generating), which is most of the cost of a
         one-token step. idx (B, T) at positions start .. start+T-1 -> logits of the last one (B, 1, V).
+        `first` (B,): where each row's tokens begin when the rows were left-padded to one length (batched
+        generation); a row's positions count from there and its padding is never attended to.
         tests/test_gpt.py checks it against forward() on the same caches."""
         from .. import backend
 
         ln_kernel, gelu_kernel = backend.kernel("layernorm_forward"), backend.kernel("gelu_forward")
+        attend = backend.kernel("decode_attention_forward")
         B, T = idx.shape
         C, nh = self.config.n_embd, self.config.n_head
         hs = C // nh
+        scale = 1.0 / math.sqrt(hs)
+        if "plan" not in caches[0]:
+            caches[0]["plan"] = self._decode_plan()
+        blocks, ln_f, lm_head = caches[0]["plan"]
 
-        def ln(x: np.ndarray, mod: LayerNorm) -> np.ndarray:
-            w = mod.weight.numpy() if mod.weight is not None else None
-            b = mod.bias.numpy() if mod.bias is not None else None
-            return ln_kernel(x.reshape(-1, C), w, b, mod.eps)[0].reshape(x.shape)
+        def ln(x: np.ndarray, p: tuple[Any, Any, float]) -> np.ndarray:
+            return ln_kernel(x.reshape(-1, C), *p)[0].reshape(x.shape)
 
-        def lin(x: np.ndarray, mod: Module) -> np.ndarray:  # a Linear or a QuantLinear
-            return mod.array_forward(x)
-
-        x = self.transformer.wte.array_forward(idx) + self.transformer.wpe.weight.numpy()[start:start + T]
-        # query i (at position start + i) may see keys 0 .. start + i
-        blocked = np.triu(np.ones((T, start + T), dtype=bool), k=start + 1)
-        for block, cache in zip(self.transformer.h, caches, strict=True):
-            attn = block.attn
-            qkv = lin(ln(x, block.ln_1), attn.c_attn).reshape(B, T, 3, nh, hs)
+        wpe = self.transformer.wpe.weight.numpy()
+        if first is None:
+            pos_emb = wpe[start:start + T]                                            # (T, C)
+            blocked = np.triu(np.ones((T, start + T), dtype=bool), k=start + 1)       # query i sees keys <= start+i
+        else:
+            pos = np.maximum(np.arange(start, start + T)[None, :] - first[:, None], 0)  # (B, T)
+            pos_emb = wpe[pos]                                                         # (B, T, C)
+            keys = np.arange(start + T)
+            blocked = ((keys[None, None, :] > keys[start:, None][None])              # (B, T, start+T)
+                       | ((keys[None, None, :] < first[:, None, None])
+                          & (keys[start:][None, :, None] >= first[:, None, None])))[:, None]  # (B, 1, T, S)
+        x = self.transformer.wte.array_forward(idx) + pos_emb                          # (B, T, C)
+        for (ln_1, c_attn, c_proj, ln_2, c_fc, mlp_proj, approx), cache in zip(blocks, caches, strict=True):
+            qkv = c_attn(ln(x, ln_1)).reshape(B, T, 3, nh, hs)
             q, k, v = (qkv[:, :, j].transpose(0, 2, 1, 3) for j in range(3))         # (B, nh, T, hs) views
             k, v = _append_to_cache(cache, "k", k, start), _append_to_cache(cache, "v", v, start)
-            s = (q @ k.transpose(0, 1, 3, 2)) * np.float32(1.0 / math.sqrt(hs))      # (B, nh, T, start+T)
-            s = np.where(blocked, -np.inf, s)
-            s = np.exp(s - s.max(axis=-1, keepdims=True))                            # max subtracted: no overflow
-            y = (s / s.sum(axis=-1, keepdims=True)) @ v                              # (B, nh, T, hs)
-            x = x + lin(y.transpose(0, 2, 1, 3).reshape(B, T, C), attn.c_proj)
-            mlp = block.mlp
-            h = lin(ln(x, block.ln_2), mlp.c_fc)
-            x = x + lin(gelu_kernel(h, mlp.gelu.approximate)[0], mlp.c_proj)
-        x = ln(x[:, -1:], self.transformer.ln_f)
-        return self.lm_head.array_forward(x).astype(x.dtype, copy=False)            # (B, 1, V)
+            if T == 1:  # one fused kernel call: the new query sees every cached key (from first[b] on)
+                y = attend(q[:, :, 0], cache["k_buf"], cache["v_buf"], first, scale, start + 1)  # (B, nh, hs)
+            else:
+                s = (q @ k.transpose(0, 1, 3, 2)) * np.float32(scale)                 # (B, nh, T, start+T)
+                s = np.where(blocked, -np.inf, s)
+                s = np.exp(s - s.max(axis=-1, keepdims=True))                        # max subtracted: no overflow
+                y = ((s / s.sum(axis=-1, keepdims=True)) @ v).transpose(0, 2, 1, 3)  # (B, T, nh, hs)
+            x = x + c_proj(y.reshape(B, T, C))
+            x = x + mlp_proj(gelu_kernel(c_fc(ln(x, ln_2)), approx)[0])
+        return lm_head(ln(x[:, -1:], ln_f)).astype(x.dtype, copy=False)              # (B, 1, V)
 
     def configure_optimizers(self, weight_decay: float, learning_rate: float,
                              betas: tuple[float, float] = (0.9, 0.95)) -> Any:
@@ -249,10 +273,12 @@ class GPT(Module):
         return [{} for _ in self.transformer.h]
 
     def generate_stream(self, idx: Any, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                        top_p: float | None = None, use_cache: bool = True) -> Iterator[Tensor]:
+                        top_p: float | None = None, use_cache: bool = True,
+                        first: np.ndarray | None = None) -> Iterator[Tensor]:
         """Yield each new token (B, 1) as it is sampled; see `generate`. Each step runs without recording a
         graph; the caller's code between two tokens runs in the caller's own grad mode (a `no_grad`
-        decorator on a generator would only cover the creation of the generator, not its steps)."""
+        decorator on a generator would only cover the creation of the generator, not its steps).
+        `first` (B,): rows left-padded to one length start at these columns (see generate_batch)."""
         idx = idx if isinstance(idx, Tensor) else creation.tensor(idx)
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
@@ -265,12 +291,22 @@ class GPT(Module):
         for _ in range(max_new_tokens):
             with no_grad():
                 if use_cache and caches is not None and tokens.shape[1] <= block:
-                    logits, _ = self(Tensor(tokens[:, fed:]), caches=caches)   # only the new token
+                    if first is None:
+                        logits, _ = self(Tensor(tokens[:, fed:]), caches=caches)   # only the new token
+                    else:
+                        logits = Tensor(self._decode_step(tokens[:, fed:], fed, caches, first))
                 else:
                     # no cache yet, or the context outgrew block_size: the positions of every kept token
                     # shift, so the cache cannot be reused; start again from the cropped context
-                    caches = self.new_caches() if use_cache else None
-                    logits, _ = self(Tensor(tokens[:, -block:]), caches=caches)
+                    if first is None:
+                        caches = self.new_caches() if use_cache else None
+                        logits, _ = self(Tensor(tokens[:, -block:]), caches=caches)
+                    else:  # padded rows: the graph-free path, whose masks know where each row begins
+                        crop = max(0, tokens.shape[1] - block)
+                        first = np.maximum(first - crop, 0)
+                        caches = self.new_caches()
+                        logits = Tensor(self._decode_step(tokens[:, crop:], 0, caches, first))
+                        caches = caches if use_cache else None
                 fed = tokens.shape[1]
                 idx_next = sample_next(logits.data[:, -1, :], temperature, top_k, top_p)   # (B, 1)
                 tokens = xp.concatenate([tokens, xp.asarray(idx_next.data, dtype=tokens.dtype)], axis=1)
@@ -286,11 +322,32 @@ class GPT(Module):
         new = list(self.generate_stream(idx, max_new_tokens, temperature, top_k, top_p, use_cache))
         return cat([idx, *new], dim=1) if new else idx
 
+    def generate_batch(self, prompts: list[list[int]], max_new_tokens: int, temperature: float = 1.0,
+                       top_k: int | None = None, top_p: float | None = None, use_cache: bool = True,
+                       pad_id: int = 0) -> list[list[int]]:
+        """Continue several prompts of any lengths at once -> the max_new_tokens new tokens of each.
+
+        The prompts are left-padded to one length (with pad_id, never attended to) and decoded as one batch:
+        each step is one pass over the weights for every row. Each row's positions count from its own first
+        token, so a row's greedy continuation is the one it gets alone. Runs the inference computation
+        (no dropout) on the CPU."""
+        if not prompts or any(len(p) == 0 for p in prompts):
+            raise ValueError("generate_batch needs at least one prompt, each of at least one token")
+        width = max(len(p) for p in prompts)
+        tokens = np.full((len(prompts), width), pad_id, dtype=np.int64)             # (B, width), left-padded
+        for i, p in enumerate(prompts):
+            tokens[i, width - len(p):] = p
+        first = np.array([width - len(p) for p in prompts], dtype=np.int64)
+        new = list(self.generate_stream(Tensor(tokens), max_new_tokens, temperature, top_k, top_p, use_cache,
+                                        first=first))
+        return np.concatenate([t.numpy() for t in new], axis=1).tolist() if new else [[] for _ in prompts]
 
 def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int | None = None,
                 top_p: float | None = None) -> Tensor:
     """Sample one token per row from logits (B, V): scaled by 1/temperature, restricted to the top_k most
     likely tokens and/or the smallest set whose probability reaches top_p (nucleus sampling)."""
+    from .. import random as mt_random
+
     # on plain float64 arrays: sampling is not differentiated, and Tensor ops cost more than the arithmetic
     x = (logits.numpy() if isinstance(logits, Tensor) else np.asarray(logits)).astype(np.float64) / temperature
     if top_k is not None:
@@ -308,4 +365,9 @@ def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int | None = No
         sorted_p[drop] = 0.0
         probs = np.zeros_like(probs)
         np.put_along_axis(probs, order, sorted_p, axis=-1)
-    return creation.multinomial(Tensor(probs), 1)                         # (B, 1)
+    # inverse CDF, one uniform draw per row: token i when cdf[i-1] <= u * total < cdf[i]; a zero-probability
+    # token has cdf[i] == cdf[i-1] and can never be drawn
+    cdf = np.cumsum(probs, axis=-1)
+    u = mt_random.generator().random(len(cdf))[:, None] * cdf[:, -1:]
+    idx = np.minimum((cdf <= u).sum(axis=-1, keepdims=True), cdf.shape[-1] - 1)
+    return Tensor(idx.astype(np.int64))                                   # (B, 1)

@@ -46,8 +46,15 @@ class Linear(Module):
 
     def array_forward(self, x: np.ndarray) -> np.ndarray:
         """forward on a plain array (..., in) -> (..., out), recording nothing (generation)."""
-        y = x @ self.weight.numpy().T
-        return y + self.bias.numpy() if self.bias is not None else y
+        return self.array_fn()(x)
+
+    def array_fn(self) -> Any:
+        """array_forward with the weights fetched now: a function of x alone, for calls in a loop."""
+        w_t = self.weight.numpy().T                                   # (in, out) view: BLAS reads it transposed
+        if self.bias is None:
+            return lambda x: x @ w_t
+        b = self.bias.numpy()
+        return lambda x: x @ w_t + b
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

@@ -95,8 +95,14 @@ class QuantLinear(Module):
 
     def array_forward(self, x: np.ndarray) -> np.ndarray:
         """forward on a plain array, recording nothing (generation)."""
+        return self.array_fn()(x)
+
+    def array_fn(self) -> Any:
+        """array_forward with the weights fetched now (float16 scales widened once): a function of x."""
+        kernel = backend.kernel("qlinear_forward")
+        q, s = self.qweight.numpy(), self.scale.numpy().astype(np.float32)
         b = self.bias.numpy() if self.bias is not None else None
-        return backend.kernel("qlinear_forward")(x, self.qweight.numpy(), self.scale.numpy(), b)
+        return lambda x: kernel(x, q, s, b)
 
     def extra_repr(self) -> str:
         fmt = "int8 per channel" if self.bits == 8 else f"4-bit, groups of {self.group}"
