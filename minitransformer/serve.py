@@ -42,10 +42,20 @@ class Generator:
         self.lock = threading.Lock()
 
     def info(self) -> dict[str, Any]:
-        n = sum(p.numel() for p in self.model.parameters())
+        from .nn.quantized import parameter_count
+
+        n = parameter_count(self.model)
         return {"model_config": self.doc["model_config"], "parameters": int(n), "step": self.doc["step"],
                 "tokenizer": self.tokenizer.kind, "vocab_size": self.tokenizer.vocab_size,
-                "quantization": self.doc.get("quantization", "none"), "max_new_tokens_limit": self.limit}
+                "quantization": self._quantization(), "pruning": self.doc.get("pruning"),
+                "max_new_tokens_limit": self.limit}
+
+    def _quantization(self) -> str | dict[str, Any]:
+        q = self.doc.get("quantization")
+        if not q:
+            return "none"
+        return {"bits": q["bits"], "group": q["group"], "layers": len(q["linears"]),
+                "embedding": bool(q["embeddings"])}
 
     def parse(self, body: bytes) -> dict[str, Any]:
         try:

@@ -242,3 +242,33 @@ def test_pruned_fine_tune_keeps_its_zeros_and_resumes(tmp_path):
                               params["transformer.h.0.mlp.c_fc.weight"].numpy())
     plain = compress.prune_checkpoint(src, tmp_path / "p2", sparsity=0.25)
     assert plain["finetune_iters"] == 0 and compress.evaluate(tmp_path / "p2")["val_loss"] > 0
+
+
+def test_serving_a_quantized_checkpoint(tmp_path):
+    import http.client
+    import json
+    import threading
+
+    from minitransformer import compress
+    from minitransformer.serve import make_server
+
+    src = _trained(tmp_path)
+    compress.quantize_checkpoint(src, tmp_path / "q", 4, 32, embedding=True)
+    srv = make_server(str(tmp_path / "q"), "127.0.0.1", 0)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", srv.server_address[1], timeout=30)
+        conn.request("GET", "/v1/model")
+        info = json.loads(conn.getresponse().read())
+        conn.request("POST", "/v1/generate", body=json.dumps({"prompt": "def ", "max_new_tokens": 10, "seed": 1}))
+        text = json.loads(conn.getresponse().read())["text"]
+        conn.close()
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    from minitransformer.train import load_model
+
+    float_model = load_model(src)[0]
+    assert info["quantization"] == {"bits": 4, "group": 32, "layers": 5, "embedding": True}
+    assert info["parameters"] == sum(p.numel() for p in float_model.parameters())
+    assert len(text) >= 10

@@ -196,3 +196,19 @@ def weight_bytes(model: Module) -> int:
             seen.add(id(t))
             total += t.numpy().nbytes
     return total
+
+
+def parameter_count(model: Module) -> int:
+    """Weights the model stands for: its parameters plus each quantized module's out x in integers
+    (shared ones once), so a quantized model reports the count of the float model it came from."""
+    seen: set[int] = set()
+    n = 0
+    for t in model.parameters():
+        if id(t) not in seen:
+            seen.add(id(t))
+            n += t.numel()
+    for m in model.modules():
+        if isinstance(m, (QuantLinear, QuantEmbedding)) and id(m.qweight) not in seen:
+            seen.add(id(m.qweight))
+            n += m.qweight.shape[0] * (m.in_features if isinstance(m, QuantLinear) else m.embedding_dim)
+    return n
