@@ -61,7 +61,8 @@ def prune_checkpoint(src: str | Path, dst: str | Path, sparsity: float = 0.0, he
                      progress: bool = True) -> dict[str, Any]:
     """Write a pruned copy of `src` to `dst`: `sparsity` of the block weights by magnitude and the `heads`
     least important heads; with finetune_iters > 0, train that many steps (the source run's data and
-    options; lr constant at finetune_lr, default the run's min_lr) with the zeros held. Returns the
+    options; lr constant at finetune_lr, default the run's min_lr) with the zeros held. (Nothing pruned
+    and a fine-tune: the control that tells what the extra steps alone are worth.) Returns the
     "pruning" description."""
     from .loop import saved_config
     from .nn import prune
@@ -72,7 +73,7 @@ def prune_checkpoint(src: str | Path, dst: str | Path, sparsity: float = 0.0, he
     model, tokenizer, doc = load_model(src)
     if "quantization" in doc:
         raise ValueError(f"{src} is quantized; prune the float checkpoint (and quantize afterwards)")
-    if sparsity == 0 and heads == 0:
+    if sparsity == 0 and heads == 0 and finetune_iters == 0:
         raise ValueError("nothing to prune: give --sparsity (a fraction of weights) and/or --heads (a count)")
     state = {k: v.numpy() for k, v in model.state_dict().items()}
 

@@ -4,8 +4,10 @@ qlinear_forward computes x (N, K) @ W^T without ever holding W dequantized as a 
 
 - few rows (N < ROWS_BLAS, generation): one fused pass over the weights, output channels split across
   threads in tiles of MB. int8: y[n, m] = d_m * sum_k x[n, k] q[m, k], the bytes converted to float
-  inside the dot product. q4: a row's nibbles are first unpacked to floats in a K-long scratch (one
-  contiguous pass: byte j holds elements j and j + K/2), then per group of G:
+  inside the dot product, four output channels at a time (each x[n, k] loaded feeds four multiply-adds:
+  2.6 us against BLAS sgemv's 3.7 for a 384 x 128 layer here). q4: a row's nibbles are first unpacked
+  to floats in a K-long scratch (one contiguous pass: byte j holds elements j and j + K/2), then per
+  group of G:
   y[n, m] = sum_g d[m, g] * (sum_{k in g} x[n, k] u[m, k] - 8 sum_{k in g} x[n, k])
   with u = q + 8 the stored nibble, so the -8 offset costs one precomputed sum per group of x.
   (Converting nibbles inside the dot product does not vectorise and ran 3x slower.) The weights are
@@ -23,26 +25,46 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import jit, pjit, prange, rows
+from ._jit import jit, pjit, prange
 
 ROWS_BLAS = 8   # from this many rows of x on, dequantize tile by tile and let BLAS multiply
 MB = 32         # output channels per thread task in the fused kernel
 TILE = 256      # output channels per dequantized tile
 
 
-@pjit
-def _int8_rows(x, qweight, scale, bias, y):  # noqa: ANN001, ANN202
-    """y (N, M) = x (N, K) @ W^T + bias for int8 W, fused, for small N."""
+def _int8_rows_impl(x, qweight, scale, bias, y):  # noqa: ANN001, ANN202
+    """y (N, M) = x (N, K) @ W^T + bias for int8 W, fused, for small N: output channels in tiles of MB
+    across threads, four channels at a time so each x[n, k] loaded feeds four multiply-adds."""
     N, K = x.shape
     M = y.shape[1]
     for t in prange((M + MB - 1) // MB):
-        for m in range(t * MB, min(M, (t + 1) * MB)):
-            d = x.dtype.type(scale[m, 0])
-            for n in range(N):
-                acc = x.dtype.type(0.0)
+        m1 = min(M, (t + 1) * MB)
+        for n in range(N):
+            m = t * MB
+            while m + 4 <= m1:
+                a0 = a1 = a2 = a3 = x.dtype.type(0.0)
                 for k in range(K):
-                    acc += x[n, k] * qweight[m, k]
-                y[n, m] = acc * d + x.dtype.type(bias[m])
+                    xk = x[n, k]
+                    a0 += xk * qweight[m, k]
+                    a1 += xk * qweight[m + 1, k]
+                    a2 += xk * qweight[m + 2, k]
+                    a3 += xk * qweight[m + 3, k]
+                y[n, m] = a0 * x.dtype.type(scale[m, 0]) + x.dtype.type(bias[m])
+                y[n, m + 1] = a1 * x.dtype.type(scale[m + 1, 0]) + x.dtype.type(bias[m + 1])
+                y[n, m + 2] = a2 * x.dtype.type(scale[m + 2, 0]) + x.dtype.type(bias[m + 2])
+                y[n, m + 3] = a3 * x.dtype.type(scale[m + 3, 0]) + x.dtype.type(bias[m + 3])
+                m += 4
+            while m < m1:
+                a = x.dtype.type(0.0)
+                for k in range(K):
+                    a += x[n, k] * qweight[m, k]
+                y[n, m] = a * x.dtype.type(scale[m, 0]) + x.dtype.type(bias[m])
+                m += 1
+
+
+_int8_rows = jit(_int8_rows_impl)          # small layers: starting threads would cost more than they save
+_int8_rows_par = pjit(_int8_rows_impl)
+PARALLEL_FROM = 1 << 18                    # N * M * K multiply-adds from which tiles go to threads
 
 
 @pjit
@@ -99,14 +121,22 @@ def _dequantize_tile(qweight, scale, m0, w):  # noqa: ANN001, ANN202
 
 def qlinear_forward(x, qweight, scale, bias=None):  # noqa: ANN001, ANN201
     """x (..., K) @ dequantize(qweight, scale)^T (+ bias) -> (..., M), in x's dtype."""
-    x2 = rows(x)                                                   # (N, K) contiguous
-    M, K = qweight.shape[0], x2.shape[1]
-    qweight = np.ascontiguousarray(qweight)
-    scale = np.ascontiguousarray(scale, dtype=np.float32)          # Numba has no float16
+    K, M = x.shape[-1], qweight.shape[0]
+    x2 = x.reshape(-1, K)                                          # (N, K), a view when x is contiguous
+    if not x2.flags.c_contiguous:
+        x2 = np.ascontiguousarray(x2)
+    if not qweight.flags.c_contiguous:
+        qweight = np.ascontiguousarray(qweight)
+    if scale.dtype != np.float32 or not scale.flags.c_contiguous:
+        scale = np.ascontiguousarray(scale, dtype=np.float32)      # Numba has no float16
     y = np.empty((x2.shape[0], M), x.dtype)
     if x2.shape[0] < ROWS_BLAS:
         b = np.zeros(M, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
-        (_int8_rows if qweight.shape[1] == K else _q4_rows)(x2, qweight, scale, b, y)
+        if qweight.shape[1] == K:
+            big = x2.shape[0] * M * K >= PARALLEL_FROM
+            (_int8_rows_par if big else _int8_rows)(x2, qweight, scale, b, y)
+        else:
+            _q4_rows(x2, qweight, scale, b, y)
     else:
         w = np.empty((min(TILE, M), K), x.dtype)
         for m0 in range(0, M, TILE):
