@@ -272,3 +272,17 @@ def test_serving_a_quantized_checkpoint(tmp_path):
     assert info["quantization"] == {"bits": 4, "group": 32, "layers": 5, "embedding": True}
     assert info["parameters"] == sum(p.numel() for p in float_model.parameters())
     assert len(text) >= 10
+
+
+def test_quantized_weights_file_reads_with_the_safetensors_package(tmp_path):
+    st = pytest.importorskip("safetensors.numpy", reason="the safetensors package is optional")
+    from minitransformer import checkpoint, compress
+
+    src = _trained(tmp_path)
+    compress.quantize_checkpoint(src, tmp_path / "q", 4, 32, embedding=True)
+    doc, ours, _ = checkpoint.load(tmp_path / "q")
+    theirs = st.load_file(str(tmp_path / "q" / doc["files"]["model"]))
+    assert set(theirs) == set(ours)
+    for k, v in ours.items():
+        assert theirs[k].dtype == v.dtype and np.array_equal(theirs[k], v), k
+    assert {v.dtype for v in ours.values()} >= {np.dtype(np.uint8), np.dtype(np.float16), np.dtype(np.float32)}
