@@ -4,9 +4,13 @@ implementation runs. This is the only module that imports `minitransformer.kerne
 Backends offer the same kernel names and signatures:
   numpy  kernels/reference, readable NumPy math for any array module; always present and complete.
   numba  kernels/cpu, JIT-compiled CPU kernels; present when Numba is installed.
+  cuda   kernels/cuda, CUDA C launched through CuPy; present when CuPy finds a GPU.
 The active choice is set with `use(name)` (a call or a context manager) or the environment variable
 MINITRANSFORMER_BACKEND: "numpy", "numba", or "auto" (the default), which picks for each kernel the
 backend that benchmarks/kernels.py measured fastest on this kind of device (`AUTO_ORDER` below).
+The choice is for CPU arrays; CuPy arrays go to the cuda tier (or to the reference when the setting is
+"numpy", or when the cuda tier does not cover a case, e.g. float64): on a machine with a GPU, `kernel()`
+returns a function that looks at its first array argument.
 `describe()` prints the choice per kernel; `warmup()` compiles the Numba kernels up front.
 """
 
@@ -21,7 +25,8 @@ from typing import Any
 
 # kernel file (same name in kernels/reference and kernels/cpu) -> backend modules are found from this list
 KERNEL_FILES = ("softmax", "gelu", "layernorm", "crossentropy", "attention", "adam", "quant")
-_PACKAGES = {"numpy": "minitransformer.kernels.reference", "numba": "minitransformer.kernels.cpu"}
+_PACKAGES = {"numpy": "minitransformer.kernels.reference", "numba": "minitransformer.kernels.cpu",
+             "cuda": "minitransformer.kernels.cuda"}
 
 # What `auto` prefers on the CPU, per kernel file, fastest first (benchmarks/results/kernels-cpu.md).
 AUTO_ORDER: dict[str, tuple[str, ...]] = {name: ("numba", "numpy") for name in KERNEL_FILES}
@@ -31,24 +36,37 @@ _resolved: dict[tuple[str, str], Callable[..., Any]] = {}
 _state = {"active": "auto"}
 
 
-_numba: dict[str, bool] = {}
+_found: dict[str, bool] = {}  # which optional backends import here, checked once
 
 
 def _numba_available() -> bool:
     """True when Numba imports; without it `auto` silently means numpy."""
-    if "ok" not in _numba:
+    if "numba" not in _found:
         try:
             import numba  # noqa: F401, PLC0415
 
-            _numba["ok"] = True
+            _found["numba"] = True
         except ImportError:
-            _numba["ok"] = False
-    return _numba["ok"]
+            _found["numba"] = False
+    return _found["numba"]
+
+
+def _cuda_available() -> bool:
+    """True when CuPy imports and sees a GPU (checked once)."""
+    if "cuda" not in _found:
+        try:
+            from .xp import cupy_module
+
+            cupy_module()
+            _found["cuda"] = True
+        except (RuntimeError, ValueError):
+            _found["cuda"] = False
+    return _found["cuda"]
 
 
 def available() -> list[str]:
-    """Backends that can run on this machine."""
-    return ["numpy"] + (["numba"] if _numba_available() else [])
+    """Backends that can run on this machine (cuda serves CuPy arrays; numpy and numba NumPy arrays)."""
+    return ["numpy"] + (["numba"] if _numba_available() else []) + (["cuda"] if _cuda_available() else [])
 
 
 def _load(backend: str) -> dict[str, Callable[..., Any]]:
@@ -57,8 +75,9 @@ def _load(backend: str) -> dict[str, Callable[..., Any]]:
         if backend not in _PACKAGES:
             raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(['auto', *_PACKAGES])}")
         if backend not in available():
-            raise ValueError(f"backend {backend!r} is not available: Numba is not installed "
-                             "(pip install 'minitransformer[numba]')")
+            why = ("CuPy or a GPU is missing (pip install 'minitransformer[cuda]' on a machine with an NVIDIA GPU)"
+                   if backend == "cuda" else "Numba is not installed (pip install 'minitransformer[numba]')")
+            raise ValueError(f"backend {backend!r} is not available: {why}")
         table = {}
         for file in KERNEL_FILES:
             mod = importlib.import_module(f"{_PACKAGES[backend]}.{file}")
@@ -77,7 +96,10 @@ def _file_of(kernel_name: str) -> str:
 
 
 def _choose(kernel_name: str) -> str:
+    """The backend that serves NumPy arrays for `kernel_name` under the active setting."""
     active = _state["active"]
+    if active == "cuda":
+        active = "auto"
     if active != "auto":
         return active if kernel_name in _load(active) else "numpy"
     for backend in AUTO_ORDER.get(_file_of(kernel_name), ("numpy",)):
@@ -86,12 +108,26 @@ def _choose(kernel_name: str) -> str:
     return "numpy"
 
 
+def _first_array(args: tuple[Any, ...]) -> Any:
+    a = args[0] if args else None
+    return a[0] if isinstance(a, list) and a else a  # adam_update takes lists of arrays
+
+
 def kernel(name: str) -> Callable[..., Any]:
     """The implementation of kernel `name` that the active choice selects."""
     key = (_state["active"], name)
     fn = _resolved.get(key)
     if fn is None:
         fn = _load(_choose(name))[name]
+        if _cuda_available():  # route CuPy arrays to the GPU tier, NumPy arrays to fn
+            gpu_backend = "numpy" if _state["active"] == "numpy" else "cuda"
+            gpu = _load(gpu_backend).get(name) or _load("numpy")[name]
+            cpu = fn
+
+            def fn(*args: Any, **kwargs: Any) -> Any:
+                a = _first_array(args)
+                return (gpu if type(a).__module__.startswith("cupy") else cpu)(*args, **kwargs)
+
         _resolved[key] = fn
     return fn
 
@@ -120,8 +156,12 @@ class use:
 def describe() -> str:
     """One line per kernel: its name and the backend that runs it under the active setting."""
     rows = [f"backend setting: {_state['active']} (available: {', '.join(available())})"]
+    gpu = _cuda_available()
     for name in sorted(_load("numpy")):
-        rows.append(f"  {name:28s} {_choose(name)}")
+        on_gpu = ""
+        if gpu:
+            on_gpu = "; CuPy arrays: " + ("cuda" if _state["active"] != "numpy" and name in _load("cuda") else "numpy")
+        rows.append(f"  {name:28s} {_choose(name)}{on_gpu}")
     return "\n".join(rows)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoint, distributed
+from . import checkpoint, creation, distributed
 from .loop import Job, LoopConfig, fit, lr_at, prepare_run, resume_config
 from .nn.gpt import GPT, GPTConfig
 from .tokenizers import tokenizer_from_dict
@@ -87,7 +87,10 @@ def train(cfg: TrainConfig, overrides: dict[str, Any] | None = None, progress: b
         extra, after_step = {"pruning": resumed["doc"]["pruning"]}, lambda: apply_masks_(model, masks)
 
     def loss(split: str, rng: np.random.Generator) -> Any:
-        return model(*data.batch(split, cfg.batch_size, cfg.block_size, rng))[1]
+        x, y = data.batch(split, cfg.batch_size, cfg.block_size, rng)
+        if cfg.device != "cpu":  # the batch goes where the model is
+            x, y = creation.tensor(x, device=cfg.device), creation.tensor(y, device=cfg.device)
+        return model(x, y)[1]
 
     where = cfg.data or "the Python standard library's sources"
     job = Job(model, loss, {"task": "lm", "model_config": asdict(model.config), "tokenizer": tokenizer.to_dict(),
