@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PRETRAINED := $(VENV)/.pretrained
 
-.PHONY: test demo lint clean
+.PHONY: test demo lint clean gpu-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ test: $(STAMP) $(PRETRAINED)
 
 demo: $(STAMP)
 	$(PY) -m minitransformer train --out out/demo
+
+# On a machine with a GPU where CuPy, PyTorch, pytest and Hypothesis are installed: installs nothing, runs the
+# GPU tests, then the GPU benchmarks (benchmarks/results/gpu-<card>.md); under 6 minutes on an H200.
+gpu-check:
+	PYTHONPATH=. HYPOTHESIS_PROFILE=ci python3 -m pytest -q -m gpu -rs -p no:cacheprovider tests/test_cuda.py
+	PYTHONPATH=. python3 benchmarks/gpu.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check minitransformer kernels tests benchmarks

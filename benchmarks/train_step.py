@@ -57,7 +57,7 @@ def torch_gpt(c):  # noqa: ANN001, ANN201
             self.lm_head.weight = self.wte.weight
 
         def forward(self, idx, targets):
-            x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+            x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1], device=idx.device))
             for b in self.h:
                 x = b(x)
             logits = self.lm_head(self.ln_f(x))
