@@ -12,6 +12,8 @@
     minitransformer classify --out out/classify "(([]){})"
     minitransformer vit train --dataset digits --plot-attention
     minitransformer vit eval --out out/vit
+    minitransformer asr train                                # spoken digits, synthesised by eSpeak NG
+    minitransformer asr transcribe --out out/asr speech.wav
 
     minitransformer embed --model DIR "a sentence" "another"   # sentence embeddings (--save vectors.npy)
     minitransformer search --model DIR --corpus lines.txt "query" --top-k 5
@@ -145,13 +147,15 @@ TASK_HELP = {
                  "minitransformer classify train [options] | eval --out DIR | --out DIR TEXT..."),
     "vit": ("classify images with a Vision Transformer",
             "minitransformer vit train [options] | eval --out DIR | predict --out DIR FILE.npy|FILE.png..."),
+    "asr": ("transcribe spoken digits (Transformer + CTC, speech synthesised by eSpeak NG)",
+            "minitransformer asr train [options] | eval --out DIR [--beam N] | transcribe --out DIR FILE.wav..."),
 }
 
 
 def _task_module(name: str) -> Any:
     import importlib
 
-    modules = {"translate": "translation", "classify": "classification", "vit": "vit"}
+    modules = {"translate": "translation", "classify": "classification", "vit": "vit", "asr": "speech"}
     return importlib.import_module(f"minitransformer.tasks.{modules[name]}")
 
 
@@ -171,7 +175,7 @@ def _task_parser(sub: Any, name: str) -> None:
 def cmd_task(name: str, args: argparse.Namespace) -> None:
     module = _task_module(name)
     words = list(args.words)
-    action = words.pop(0) if words and words[0] in ("train", "eval", "predict") else "predict"
+    action = words.pop(0) if words and words[0] in ("train", "eval", "predict", "transcribe") else "predict"
     values = _config_values(args, module.CONFIG)
     if action == "train":
         if words:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 # kernel file (same name in kernels/reference and kernels/cpu) -> backend modules are found from this list
-KERNEL_FILES = ("softmax", "gelu", "layernorm", "crossentropy", "attention", "adam", "quant")
+KERNEL_FILES = ("softmax", "gelu", "layernorm", "crossentropy", "attention", "adam", "quant", "ctc")
 _PACKAGES = {"numpy": "minitransformer.kernels.reference", "numba": "minitransformer.kernels.cpu",
              "cuda": "minitransformer.kernels.cuda"}
 

@@ -86,3 +86,18 @@ def grid(lo: float = -3.0, hi: float = 3.0, step: float = 0.1, offset: float = 0
     """Values on a grid lo + offset + k*step: exact ties are possible, near-ties are not."""
     n = int(round((hi - lo) / step))
     return st.integers(0, n).map(lambda k: lo + offset + k * step)
+
+
+def attention_mask(kind: str, rng: np.random.Generator, B: int, L: int, S: int, dtype: Any) -> np.ndarray | None:
+    """An additive attention mask (Bm, Lm, S) of one kind: "none", "padding" (keys of each batch entry
+    blocked at random), "full" (arbitrary values per query and key), "fully_masked_rows" (two queries that
+    see no key at all)."""
+    if kind == "padding":
+        return np.where(rng.random((B, 1, S)) < 0.3, -np.inf, 0).astype(dtype)
+    if kind == "full":
+        return rng.standard_normal((1, L, S)).astype(dtype)
+    if kind == "fully_masked_rows":
+        mask = np.zeros((1, L, S), dtype)
+        mask[0, rng.integers(0, L, 2)] = -np.inf
+        return mask
+    return None

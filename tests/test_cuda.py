@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import minitransformer as mt
 from minitransformer import backend
 
+from .factories import attention_mask
 from .tolerances import kernel_tol
 
 pytestmark = pytest.mark.gpu
@@ -164,14 +165,7 @@ def test_flash_attention(case, seed):
     B, L, S, E, causal, kind = case
     rng = np.random.default_rng(seed)
     q, k, v = (rng.standard_normal(s).astype(F32) for s in ((B, L, E), (B, S, E), (B, S, E)))
-    mask = None
-    if kind == "padding":
-        mask = np.where(rng.random((B, 1, S)) < 0.3, -np.inf, 0).astype(F32)
-    elif kind == "full":
-        mask = rng.standard_normal((1, L, S)).astype(F32)
-    elif kind == "fully_masked_rows":
-        mask = np.zeros((1, L, S), F32)
-        mask[0, rng.integers(0, L, 2)] = -np.inf
+    mask = attention_mask(kind, rng, B, L, S, F32)
     args = (1 / np.sqrt(E), causal)
     out_r, lse_r = ref64(R["attention_forward"], q, k, v, mask, scale=args[0], causal=causal)
     dout = rng.standard_normal(out_r.shape).astype(F32)

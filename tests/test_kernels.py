@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import minitransformer as mt
 from minitransformer import backend
 
+from .factories import attention_mask
 from .tolerances import kernel_tol
 
 pytest.importorskip("numba", reason="the Numba backend is optional; these tests need it")
@@ -172,14 +173,7 @@ def test_attention_v1_and_v2(case, seed):
     B, L, S, E, Ev, causal, kind, dt = case
     rng = np.random.default_rng(seed)
     q, k, v = (rng.standard_normal(s).astype(dt) for s in ((B, L, E), (B, S, E), (B, S, Ev)))
-    mask = None
-    if kind == "padding":
-        mask = np.where(rng.random((B, 1, S)) < 0.3, -np.inf, 0).astype(dt)
-    elif kind == "full":
-        mask = rng.standard_normal((1, L, S)).astype(dt)
-    elif kind == "fully_masked_rows":
-        mask = np.zeros((1, L, S), dt)
-        mask[0, rng.integers(0, L, 2)] = -np.inf
+    mask = attention_mask(kind, rng, B, L, S, dt)
     args = (mask, 1 / np.sqrt(E), causal)
     out_r, lse_r = R["attention_forward"](q, k, v, *args)
     dout = rng.standard_normal(out_r.shape).astype(dt)

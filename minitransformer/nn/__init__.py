@@ -8,6 +8,7 @@ from .gpt import GPT, MLP, Block, CausalSelfAttention, GPTConfig
 from .layers import (
     GELU,
     CrossEntropyLoss,
+    CTCLoss,
     Dropout,
     Embedding,
     Identity,
@@ -35,7 +36,8 @@ from .transformer import (
 
 __all__ = [
     "BertConfig", "BertForSequenceClassification", "BertModel",
-    "GELU", "GPT", "MLP", "Block", "CausalSelfAttention", "CrossEntropyLoss", "Dropout", "Embedding", "GPTConfig",
+    "GELU", "GPT", "MLP", "Block", "CausalSelfAttention", "CrossEntropyLoss", "CTCLoss", "Dropout", "Embedding",
+    "GPTConfig",
     "Identity", "IncompatibleKeys", "LayerNorm", "LearnedPositionalEmbedding", "Linear", "LogSoftmax", "MSELoss",
     "Module", "ModuleDict", "ModuleList", "MultiheadAttention", "NLLLoss", "Parameter", "ReLU", "Sequential",
     "Sigmoid", "SinusoidalPositionalEncoding", "Softmax", "Tanh", "Transformer", "TransformerDecoder",

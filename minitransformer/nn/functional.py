@@ -15,13 +15,14 @@ from ..ops import dropout, embedding, gelu, log_softmax, relu, softmax
 from ..ops.activation import bias_gelu
 from ..ops.attention import Attention, QKVAttention, additive_mask, attention
 from ..ops.linalg import linear
-from ..ops.loss import cross_entropy, mse_loss, nll_loss
+from ..ops.loss import cross_entropy, ctc_loss, mse_loss, nll_loss
 from ..ops.norm import layer_norm
 from ..tensor import Tensor
 from ..xp import array_module
 
 __all__ = [
-    "bias_gelu", "cross_entropy", "dropout", "embedding", "gelu", "layer_norm", "linear", "log_softmax", "mse_loss",
+    "bias_gelu", "cross_entropy", "ctc_loss", "dropout", "embedding", "gelu", "layer_norm", "linear", "log_softmax",
+    "mse_loss",
     "multi_head_attention_forward", "nll_loss", "qkv_attention", "relu", "scaled_dot_product_attention", "softmax",
 ]
 

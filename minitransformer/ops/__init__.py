@@ -27,7 +27,7 @@ from .arith import (
 from .index import embedding, gather, getitem
 from .join import cat, chunk, concat, concatenate, split, stack
 from .linalg import linear, matmul
-from .loss import cross_entropy, mse_loss, nll_loss
+from .loss import cross_entropy, ctc_loss, mse_loss, nll_loss
 from .norm import layer_norm
 from .reduce import amax, amin, argmax, argmin, logsumexp, max, mean, min, std, sum, topk, var
 from .select import (
@@ -69,7 +69,7 @@ OPS = (
     "exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "relu", "gelu", "abs", "clamp",
     "sum", "mean", "var", "std", "max", "min", "amax", "amin", "topk", "logsumexp", "softmax",
     "log_softmax",
-    "matmul", "linear", "layer_norm", "cross_entropy", "nll_loss", "mse_loss",
+    "matmul", "linear", "layer_norm", "cross_entropy", "nll_loss", "mse_loss", "ctc_loss",
     "reshape", "transpose", "permute", "unsqueeze", "squeeze", "expand", "flatten", "contiguous", "clone",
     "getitem", "gather", "embedding",
     "cat", "stack", "split", "chunk",

@@ -145,3 +145,80 @@ def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     diff = input - target
     sq = diff * diff
     return sq if reduction == "none" else sq.sum() if reduction == "sum" else sq.mean()
+
+
+class CTC(Function):
+    """Per-sample CTC negative log-likelihood (B,) from log_probs (T, B, C); the kernel pair computes the
+    alpha/beta recursions and the gradient (kernels/reference/ctc.py)."""
+
+    def forward(self, log_probs, targets, input_lengths, target_lengths, blank, zero_infinity):
+        import numpy as np
+
+        from ..xp import to_device
+
+        xp = array_module(log_probs)
+        host = [to_device(a, "cpu") for a in (log_probs, targets, input_lengths, target_lengths)]
+        nll, self.cache = backend.kernel("ctc_forward")(*host, blank)
+        self.impossible = ~np.isfinite(nll) if zero_infinity else None   # these samples: loss 0, gradient 0
+        if self.impossible is not None:
+            nll = np.where(self.impossible, 0, nll).astype(nll.dtype)
+        self.bwd, self.xp = backend.kernel("ctc_backward"), xp
+        return xp.asarray(nll)
+
+    def backward(self, dout):
+        import numpy as np
+
+        from ..xp import to_device
+
+        grad = self.bwd(to_device(dout, "cpu"), self.cache)
+        if self.impossible is not None:
+            grad = np.where(self.impossible[None, :, None], 0, grad).astype(grad.dtype)
+        return (self.xp.asarray(grad), None, None, None)
+
+
+def ctc_loss(log_probs: Tensor, targets: Any, input_lengths: Any, target_lengths: Any, blank: int = 0,
+             reduction: str = "mean", zero_infinity: bool = False) -> Tensor:
+    """CTC loss with PyTorch's arguments: log_probs (T, B, C) (log_softmax over C, blank included), targets
+    (B, S_max) class indices padded past each target_lengths[b] (or one concatenated 1-D sequence),
+    input_lengths and target_lengths (B,). reduction "mean" divides each sample's loss by its target
+    length, then averages over the batch (PyTorch's definition); "sum"; "none" gives (B,). An alignment that
+    cannot exist (input too short) gives inf, or 0 with zero_infinity (its gradient then 0 too)."""
+    import numpy as np
+
+    from .. import creation
+    from ..xp import to_device
+
+    _check_reduction(reduction, "ctc_loss")
+    lp = as_tensor(log_probs)
+    if lp.ndim != 3:
+        raise ValueError(f"ctc_loss: log_probs must be (T, B, C), got shape {lp.shape}")
+    T, B, C = lp.shape
+    il = np.asarray(to_device(input_lengths.data if isinstance(input_lengths, Tensor) else input_lengths, "cpu"),
+                    dtype=np.int64).reshape(-1)
+    tl = np.asarray(to_device(target_lengths.data if isinstance(target_lengths, Tensor) else target_lengths, "cpu"),
+                    dtype=np.int64).reshape(-1)
+    tg = np.asarray(to_device(targets.data if isinstance(targets, Tensor) else targets, "cpu"), dtype=np.int64)
+    if il.shape != (B,) or tl.shape != (B,):
+        raise ValueError(f"ctc_loss: input_lengths {il.shape} and target_lengths {tl.shape} must both be ({B},)")
+    if tg.ndim == 1:  # concatenated targets -> padded (B, max length)
+        if tg.shape[0] != tl.sum():
+            raise ValueError(f"ctc_loss: 1-D targets of length {tg.shape[0]} != sum of target_lengths {tl.sum()}")
+        padded = np.zeros((B, max(int(tl.max(initial=0)), 1)), np.int64)
+        starts = np.concatenate([[0], np.cumsum(tl)[:-1]])
+        for b in range(B):
+            padded[b, :tl[b]] = tg[starts[b]:starts[b] + tl[b]]
+        tg = padded
+    if tg.ndim != 2 or tg.shape[0] != B or (tl > tg.shape[1]).any():
+        raise ValueError(f"ctc_loss: targets of shape {tg.shape} do not hold target_lengths {tl.tolist()}")
+    if (il < 1).any() or (il > T).any() or (tl < 0).any():
+        raise ValueError(f"ctc_loss: input_lengths must be in [1, {T}] and target_lengths >= 0")
+    used = np.concatenate([tg[b, :tl[b]] for b in range(B)]) if B else np.zeros(0, np.int64)
+    if used.size and (used.min() < 0 or used.max() >= C or (used == blank).any()):
+        raise ValueError(f"ctc_loss: target labels must be in [0, {C}) and differ from the blank ({blank})")
+    nll = CTC.apply(lp, creation.tensor(tg), creation.tensor(il), creation.tensor(tl), blank=blank,
+                    zero_infinity=zero_infinity)
+    if reduction == "none":
+        return nll
+    if reduction == "sum":
+        return nll.sum()
+    return (nll / creation.tensor(np.maximum(tl, 1).astype(lp.dtype), device=lp.device)).mean()
