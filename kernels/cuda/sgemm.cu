@@ -24,6 +24,15 @@
 #define A_AT(i, k) (TA ? A[(size_t)(k) * lda + (i)] : A[(size_t)(i) * lda + (k)])
 #define B_AT(k, j) (TB ? B[(size_t)(j) * ldb + (k)] : B[(size_t)(k) * ldb + (j)])
 
+// acc += regM regN^T: the register-blocked outer product at the heart of v4, v5 and v6
+template <int TM, int TN>
+__device__ __forceinline__ void outer_product(float (&acc)[TM][TN], const float (&regM)[TM], const float (&regN)[TN]) {
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] += regM[i] * regN[j];
+}
+
 __device__ __forceinline__ void store_c(float* C, size_t idx, float acc, float alpha, float beta) {
     C[idx] = beta == 0.0f ? alpha * acc : alpha * acc + beta * C[idx];  // beta 0: C may be uninitialised
 }
@@ -121,8 +130,7 @@ __device__ void sgemm_v4_body(int M, int N, int K, float alpha, const float* __r
         for (int k = 0; k < BK; ++k) {
             for (int i = 0; i < TM; ++i) regM[i] = As[(tRow * TM + i) * BK + k];
             for (int j = 0; j < TN; ++j) regN[j] = Bs[k * BN + tCol * TN + j];
-            for (int i = 0; i < TM; ++i)
-                for (int j = 0; j < TN; ++j) acc[i][j] += regM[i] * regN[j];
+            outer_product(acc, regM, regN);
         }
         __syncthreads();
     }
@@ -184,8 +192,7 @@ extern "C" __global__ void __launch_bounds__(256) sgemm_v5(int M, int N, int K, 
                 const float4 n = *reinterpret_cast<const float4*>(&Bs[k * BN + tCol * TN + j]);
                 regN[j] = n.x; regN[j + 1] = n.y; regN[j + 2] = n.z; regN[j + 3] = n.w;
             }
-            for (int i = 0; i < TM; ++i)
-                for (int j = 0; j < TN; ++j) acc[i][j] += regM[i] * regN[j];
+            outer_product(acc, regM, regN);
         }
         __syncthreads();
     }
@@ -252,8 +259,7 @@ extern "C" __global__ void __launch_bounds__(128) sgemm_v6(int M, int N, int K, 
             for (int ws = 0; ws < WNITER; ++ws)
                 for (int j = 0; j < TN; ++j)
                     regN[ws * TN + j] = Bs[k * BN + warpCol * WN + ws * WSUBN + tColInWarp * TN + j];
-            for (int i = 0; i < WMITER * TM; ++i)
-                for (int j = 0; j < WNITER * TN; ++j) acc[i][j] += regM[i] * regN[j];
+            outer_product(acc, regM, regN);
         }
         __syncthreads();
     }
