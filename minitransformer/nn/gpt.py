@@ -234,18 +234,14 @@ class GPT(Module):
         def ln(x: np.ndarray, p: tuple[Any, Any, float]) -> np.ndarray:
             return ln_kernel(x.reshape(-1, C), *p)[0].reshape(x.shape)
 
-        wpe = self.transformer.wpe.weight.numpy()
-        if first is None:
-            pos_emb = wpe[start:start + T]                                            # (T, C)
-            blocked = np.triu(np.ones((T, start + T), dtype=bool), k=start + 1)       # query i sees keys <= start+i
-        else:
-            pos = np.maximum(np.arange(start, start + T)[None, :] - first[:, None], 0)  # (B, T)
-            pos_emb = wpe[pos]                                                         # (B, T, C)
-            keys = np.arange(start + T)
-            blocked = ((keys[None, None, :] > keys[start:, None][None])              # (B, T, start+T)
-                       | ((keys[None, None, :] < first[:, None, None])
-                          & (keys[start:][None, :, None] >= first[:, None, None])))[:, None]  # (B, 1, T, S)
-        x = self.transformer.wte.array_forward(idx) + pos_emb                          # (B, T, C)
+        first = np.zeros(B, np.int64) if first is None else first                     # no padding: rows start at 0
+        pos = np.maximum(np.arange(start, start + T)[None, :] - first[:, None], 0)      # (B, T)
+        keys = np.arange(start + T)
+        # query i (column start + i) sees keys start + i and before, from its row's first token on
+        blocked = ((keys[None, None, :] > keys[start:, None][None])                    # (B, T, start+T)
+                   | ((keys[None, None, :] < first[:, None, None])
+                      & (keys[start:][None, :, None] >= first[:, None, None])))[:, None]  # (B, 1, T, S)
+        x = self.transformer.wte.array_forward(idx) + self.transformer.wpe.weight.numpy()[pos]  # (B, T, C)
         for (ln_1, c_attn, c_proj, ln_2, c_fc, mlp_proj, approx), cache in zip(blocks, caches, strict=True):
             qkv = c_attn(ln(x, ln_1)).reshape(B, T, 3, nh, hs)
             q, k, v = (qkv[:, :, j].transpose(0, 2, 1, 3) for j in range(3))         # (B, nh, T, hs) views
@@ -341,6 +337,7 @@ class GPT(Module):
         new = list(self.generate_stream(Tensor(tokens), max_new_tokens, temperature, top_k, top_p, use_cache,
                                         first=first))
         return np.concatenate([t.numpy() for t in new], axis=1).tolist() if new else [[] for _ in prompts]
+
 
 def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int | None = None,
                 top_p: float | None = None) -> Tensor:

@@ -53,19 +53,33 @@ def _storage(out_features: int, in_features: int, bits: int, group: int | None) 
     raise ValueError(f"bits must be 8 or 4, got {bits}")
 
 
-class QuantLinear(Module):
-    """A Linear whose weight (out_features, in_features) is stored as `qweight` and `scale` buffers
-    (int8 + float32 per-channel scales for bits=8; packed nibbles + float16 group scales for bits=4);
-    the bias, when present, stays a float Parameter."""
+class _Quantized(Module):
+    """What QuantLinear and QuantEmbedding share: one matrix (rows, cols) held as `qweight` and `scale`
+    buffers (int8 + float32 per-row scales for bits=8; packed nibbles + float16 group scales for bits=4)."""
+
+    def __init__(self, rows: int, cols: int, bits: int, group: int | None) -> None:
+        super().__init__()
+        self.bits, self.group = bits, (group if bits == 4 else None)
+        qweight, scale = _storage(rows, cols, bits, self.group)
+        self.register_buffer("qweight", Tensor(qweight))
+        self.register_buffer("scale", Tensor(scale))
+
+    def dequantize(self) -> np.ndarray:
+        """The matrix the integers stand for, (rows, cols) float32."""
+        return backend.kernel("dequantize_forward")(self.qweight.numpy(), self.scale.numpy())
+
+    def _format(self, per: str) -> str:
+        return f"int8 per {per}" if self.bits == 8 else f"4-bit, groups of {self.group}"
+
+
+class QuantLinear(_Quantized):
+    """A Linear whose weight (out_features, in_features) is stored quantized (see _Quantized; one scale per
+    output channel for int8); the bias, when present, stays a float Parameter."""
 
     def __init__(self, in_features: int, out_features: int, bits: int = 8, group: int | None = None,
                  bias: bool = True, dtype: Any = np.float32) -> None:
-        super().__init__()
+        super().__init__(out_features, in_features, bits, group)
         self.in_features, self.out_features = in_features, out_features
-        self.bits, self.group = bits, (group if bits == 4 else None)
-        qweight, scale = _storage(out_features, in_features, bits, self.group)
-        self.register_buffer("qweight", Tensor(qweight))
-        self.register_buffer("scale", Tensor(scale))
         if bias:
             self.bias = Parameter(np.zeros(out_features, dtype))
         else:
@@ -81,10 +95,6 @@ class QuantLinear(Module):
         if linear.bias is not None:
             q.bias = Parameter(linear.bias.numpy().copy())
         return q
-
-    def dequantize(self) -> np.ndarray:
-        """The weight the integers stand for, (out_features, in_features) float32."""
-        return backend.kernel("dequantize_forward")(self.qweight.numpy(), self.scale.numpy())
 
     def forward(self, input: Tensor) -> Tensor:
         if input.shape[-1] != self.in_features:
@@ -105,21 +115,16 @@ class QuantLinear(Module):
         return lambda x: kernel(x, q, s, b)
 
     def extra_repr(self) -> str:
-        fmt = "int8 per channel" if self.bits == 8 else f"4-bit, groups of {self.group}"
-        return f"in_features={self.in_features}, out_features={self.out_features}, {fmt}"
+        return f"in_features={self.in_features}, out_features={self.out_features}, {self._format('channel')}"
 
 
-class QuantEmbedding(Module):
+class QuantEmbedding(_Quantized):
     """An Embedding stored in the same formats (a row per token, quantized like a Linear's output
     channel); a lookup dequantizes only the rows it reads."""
 
     def __init__(self, num_embeddings: int, embedding_dim: int, bits: int = 8, group: int | None = None) -> None:
-        super().__init__()
+        super().__init__(num_embeddings, embedding_dim, bits, group)
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
-        self.bits, self.group = bits, (group if bits == 4 else None)
-        qweight, scale = _storage(num_embeddings, embedding_dim, bits, self.group)
-        self.register_buffer("qweight", Tensor(qweight))
-        self.register_buffer("scale", Tensor(scale))
 
     def array_forward(self, idx: np.ndarray) -> np.ndarray:
         """idx (...) integer ids -> (..., embedding_dim) float32."""
@@ -134,8 +139,7 @@ class QuantEmbedding(Module):
         return Tensor(self.array_forward(input.numpy() if isinstance(input, Tensor) else input))
 
     def extra_repr(self) -> str:
-        fmt = "int8 per row" if self.bits == 8 else f"4-bit, groups of {self.group}"
-        return f"{self.num_embeddings}, {self.embedding_dim}, {fmt}"
+        return f"{self.num_embeddings}, {self.embedding_dim}, {self._format('row')}"
 
 
 def _tied_linears(model: Module) -> dict[str, str]:
@@ -208,7 +212,7 @@ def parameter_count(model: Module) -> int:
             seen.add(id(t))
             n += t.numel()
     for m in model.modules():
-        if isinstance(m, (QuantLinear, QuantEmbedding)) and id(m.qweight) not in seen:
+        if isinstance(m, _Quantized) and id(m.qweight) not in seen:
             seen.add(id(m.qweight))
             n += m.qweight.shape[0] * (m.in_features if isinstance(m, QuantLinear) else m.embedding_dim)
     return n

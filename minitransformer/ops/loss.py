@@ -193,11 +193,11 @@ def ctc_loss(log_probs: Tensor, targets: Any, input_lengths: Any, target_lengths
     if lp.ndim != 3:
         raise ValueError(f"ctc_loss: log_probs must be (T, B, C), got shape {lp.shape}")
     T, B, C = lp.shape
-    il = np.asarray(to_device(input_lengths.data if isinstance(input_lengths, Tensor) else input_lengths, "cpu"),
-                    dtype=np.int64).reshape(-1)
-    tl = np.asarray(to_device(target_lengths.data if isinstance(target_lengths, Tensor) else target_lengths, "cpu"),
-                    dtype=np.int64).reshape(-1)
-    tg = np.asarray(to_device(targets.data if isinstance(targets, Tensor) else targets, "cpu"), dtype=np.int64)
+
+    def host_ints(a: Any) -> np.ndarray:  # lengths and labels, from a Tensor (any device), array or list
+        return np.asarray(to_device(a.data if isinstance(a, Tensor) else a, "cpu"), dtype=np.int64)
+
+    il, tl, tg = host_ints(input_lengths).reshape(-1), host_ints(target_lengths).reshape(-1), host_ints(targets)
     if il.shape != (B,) or tl.shape != (B,):
         raise ValueError(f"ctc_loss: input_lengths {il.shape} and target_lengths {tl.shape} must both be ({B},)")
     if tg.ndim == 1:  # concatenated targets -> padded (B, max length)
