@@ -85,14 +85,12 @@ def save(directory: str | Path, step: int, model_state: dict[str, np.ndarray], o
             old.unlink(missing_ok=True)
 
 
-def load(directory: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """-> (manifest, model_state, optim_arrays), after checking that every file is complete and intact."""
-    from .safetensors import deserialize
-
-    d = Path(directory)
-    meta_path = d / "checkpoint.json"
+def read_manifest(directory: str | Path) -> dict[str, Any]:
+    """checkpoint.json of the checkpoint in `directory`, checked to be one this library reads (the weight
+    files are neither read nor verified: `load` does that)."""
+    meta_path = Path(directory) / "checkpoint.json"
     if not meta_path.is_file():
-        raise CheckpointError(f"no checkpoint in {d}: {meta_path.name} not found")
+        raise CheckpointError(f"no checkpoint in {Path(directory)}: {meta_path.name} not found")
     try:
         doc = json.loads(meta_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -101,6 +99,15 @@ def load(directory: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray], 
         raise CheckpointError(f"{meta_path}: not a minitransformer checkpoint")
     if doc.get("version") != VERSION:
         raise CheckpointError(f"{meta_path}: checkpoint version {doc.get('version')}, this library reads {VERSION}")
+    return doc
+
+
+def load(directory: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """-> (manifest, model_state, optim_arrays), after checking that every file is complete and intact."""
+    from .safetensors import deserialize
+
+    d = Path(directory)
+    doc = read_manifest(d)
     arrays = {}
     for key in ("model", "optimizer"):
         path = d / doc["files"][key]

@@ -66,7 +66,6 @@ def prune_checkpoint(src: str | Path, dst: str | Path, sparsity: float = 0.0, he
     "pruning" description."""
     from .loop import saved_config
     from .nn import prune
-    from .tokenizers import tokenizer_from_dict
     from .train import TrainConfig, load_model, train
 
     _same_dir(src, dst)
@@ -76,38 +75,36 @@ def prune_checkpoint(src: str | Path, dst: str | Path, sparsity: float = 0.0, he
     if sparsity == 0 and heads == 0 and finetune_iters == 0:
         raise ValueError("nothing to prune: give --sparsity (a fraction of weights) and/or --heads (a count)")
     state = {k: v.numpy() for k, v in model.state_dict().items()}
+    made: dict[str, Any] = {}  # the description, from whichever model start() prepared
 
     def start(m: Any) -> tuple[dict[str, Any], Any]:
+        """Load the source weights into m and prune them; -> (manifest entry, mask re-application)."""
         m.load_state_dict(state)
-        masks: dict[str, np.ndarray] = {}
         chosen = prune.least_important_heads(m, heads) if heads else {}
-        if chosen:
-            masks = prune.prune_heads_(m, chosen)
-        if sparsity:
+        masks = prune.prune_heads_(m, chosen) if chosen else {}
+        if sparsity:  # each pruning applies its own masks; the merged ones are what fine-tuning keeps
             masks = prune.merge_masks(masks, prune.magnitude_prune_(m, sparsity))
-            prune.apply_masks_(m, masks)
-        desc = {"sparsity": sparsity, "heads": {str(k): v for k, v in chosen.items()}, "params": sorted(masks),
-                "finetune_iters": finetune_iters, "achieved_sparsity": prune.sparsity_of(m), **prune.describe(masks)}
-        start.desc = desc  # type: ignore[attr-defined]
-        return {"pruning": desc}, (lambda: prune.apply_masks_(m, masks))
+        made["pruning"] = {"sparsity": sparsity, "heads": {str(k): v for k, v in chosen.items()},
+                           "params": sorted(masks), "finetune_iters": finetune_iters,
+                           "achieved_sparsity": prune.sparsity_of(m), **prune.describe(masks)}
+        return dict(made), (lambda: prune.apply_masks_(m, masks))
 
     if finetune_iters > 0:
         cfg = saved_config(TrainConfig, doc)
         lr = cfg.min_lr if finetune_lr is None else finetune_lr
         cfg = dataclasses.replace(cfg, out=str(dst), resume=False, max_iters=finetune_iters, lr=lr, min_lr=lr,
                                   warmup_iters=0, eval_interval=finetune_iters, sample_tokens=0, history=[])
-        train(cfg, progress=progress, start=start, tokenizer=tokenizer_from_dict(doc["tokenizer"]))
-        return start.desc  # type: ignore[attr-defined]
-    extra, _ = start(model)
-    state = {k: v.numpy() for k, v in model.state_dict().items()}
-    checkpoint.save(dst, int(doc["step"]), state, {}, _inference_manifest(doc, "prune", **extra))
-    return extra["pruning"]
+        train(cfg, progress=progress, start=start, tokenizer=tokenizer)
+    else:
+        start(model)
+        pruned = {k: v.numpy() for k, v in model.state_dict().items()}
+        checkpoint.save(dst, int(doc["step"]), pruned, {}, _inference_manifest(doc, "prune", **made))
+    return made["pruning"]
 
 
 def checkpoint_bytes(out: str | Path) -> int:
     """Size on disk of the checkpoint's weight file."""
-    doc = checkpoint.load(out)[0]
-    return (Path(out) / doc["files"]["model"]).stat().st_size
+    return (Path(out) / checkpoint.read_manifest(out)["files"]["model"]).stat().st_size
 
 
 @no_grad()

@@ -31,6 +31,13 @@ def _onnx() -> Any:
     return onnx
 
 
+def _weight_bias(mod: Any, base: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """A float Linear's (weight, bias or None); a quantized layer is refused."""
+    if not hasattr(mod, "weight"):
+        raise ValueError(f"{base}: a quantized layer; export the float checkpoint it was made from")
+    return mod.weight.numpy(), None if mod.bias is None else mod.bias.numpy()
+
+
 class _Graph:
     """Collects nodes and initializers; every op returns the name of its (single) output."""
 
@@ -61,9 +68,7 @@ class _Graph:
         return self.op("Add", y, self.const(bias.astype(np.float32), base + ".bias")) if bias is not None else y
 
     def module_linear(self, x: str, mod: Any, base: str) -> str:
-        if not hasattr(mod, "weight"):
-            raise ValueError(f"{base}: a quantized layer; export the float checkpoint it was made from")
-        return self.linear(x, mod.weight.numpy(), None if mod.bias is None else mod.bias.numpy(), base)
+        return self.linear(x, *_weight_bias(mod, base), base)
 
     def layer_norm(self, x: str, ln: Any, base: str) -> str:
         (C,) = ln.normalized_shape
@@ -142,11 +147,8 @@ def export_gpt(model: Any, path: str | Path) -> None:
     for i, block in enumerate(tr.h):
         p = f"h.{i}"
         a = block.attn
-        if not hasattr(a.c_attn, "weight"):
-            raise ValueError("a quantized model; export the float checkpoint it was made from")
-        bias = (lambda m: None if m.bias is None else m.bias.numpy())  # noqa: E731
         h = g.layer_norm(x, block.ln_1, p + ".ln_1")
-        h = g.attention(h, h, a.c_attn.weight.numpy(), bias(a.c_attn), a.c_proj.weight.numpy(), bias(a.c_proj),
+        h = g.attention(h, h, *_weight_bias(a.c_attn, p + ".attn.c_attn"), *_weight_bias(a.c_proj, p + ".attn.c_proj"),
                         c.n_head, [causal], p + ".attn")
         x = g.op("Add", x, h)
         m = block.mlp
@@ -226,15 +228,11 @@ def export_checkpoint(out: str | Path, path: str | Path) -> str:
     which kind it was."""
     from . import checkpoint
 
-    doc = checkpoint.load(out)[0]
-    task = doc.get("task", "lm")
+    task = checkpoint.read_manifest(out).get("task", "lm")
     if task == "lm":
         from .train import load_model
 
-        model, _, doc = load_model(out)
-        if "quantization" in doc:
-            raise ValueError(f"{out} is quantized; export the float checkpoint it was made from")
-        export_gpt(model, path)
+        export_gpt(load_model(out)[0], path)  # a quantized model is refused there, layer named
         return "GPT"
     if task == "translate":
         from .tasks.translation import load
