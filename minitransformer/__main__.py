@@ -379,19 +379,12 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extras)}")
         args.words += extras
     try:
-        if args.command == "train":
-            cmd_train(args)
-        elif args.command == "sample":
-            cmd_sample(args)
-        elif args.command == "embed":
-            cmd_embed(args)
-        elif args.command == "search":
-            cmd_search(args)
-        elif args.command == "serve":
-            cmd_serve(args)
-        elif args.command in ("quantize", "prune", "eval", "export"):
-            {"quantize": cmd_quantize, "prune": cmd_prune, "eval": cmd_eval, "export": cmd_export}[args.command](args)
-        else:
+        commands = {"train": cmd_train, "sample": cmd_sample, "embed": cmd_embed, "search": cmd_search,
+                    "serve": cmd_serve, "quantize": cmd_quantize, "prune": cmd_prune, "eval": cmd_eval,
+                    "export": cmd_export}
+        if args.command in commands:
+            commands[args.command](args)
+        else:  # translate, classify, vit, asr
             cmd_task(args.command, args)
     except (ValueError, FileNotFoundError, CheckpointError, RuntimeError) as e:
         _stop_other_ranks(str(e))

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..reference import adam as ref
-from ._loader import THREADS, grid_1d, is_float32_cupy, kernel
+from ._loader import THREADS, cupy, grid_1d, is_float32_cupy, kernel
 
 
 def adam_update(params: list[Any], grads: list[Any], exp_avgs: list[Any], exp_avg_sqs: list[Any],
@@ -21,7 +21,7 @@ def adam_update(params: list[Any], grads: list[Any], exp_avgs: list[Any], exp_av
         ref.adam_update(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, beta1, beta2, eps,
                         weight_decay, decoupled, step, maximize)
         return
-    cp = __import__("cupy")
+    cp = cupy()
 
     def ptrs(xs: list[Any]) -> Any:
         return cp.asarray([x.data.ptr for x in xs], dtype=cp.uint64)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..reference import attention as ref
-from ._loader import contiguous, is_float32_cupy, kernel
+from ._loader import contiguous, cupy, is_float32_cupy, kernel
 
 # head size -> (forward BR, dkdv BC, dq BR): the block sizes attention.cu's FLASH_KERNELS lines fix
 TILES = {16: (64, 64, 64), 32: (64, 64, 64), 64: (64, 64, 64), 128: (32, 32, 32)}
@@ -35,7 +35,7 @@ def _mask_args(mask: Any) -> tuple[Any, int, int]:
 def attention_forward(q: Any, k: Any, v: Any, mask: Any, scale: float, causal: bool) -> tuple[Any, Any]:
     if not _fits(q, k, v, mask):
         return ref.attention_forward(q, k, v, mask, scale, causal)
-    cp = __import__("cupy")
+    cp = cupy()
     lead, L, S, E = q.shape[:-2], q.shape[-2], k.shape[-2], q.shape[-1]
     qf, kf, vf = _flat(q), _flat(k), _flat(v)
     BH = qf.shape[0]
@@ -53,7 +53,7 @@ def attention_backward(dout: Any, q: Any, k: Any, v: Any, out: Any, lse: Any, ma
                        causal: bool, grads: tuple[Any, Any, Any] | None = None) -> tuple[Any, Any, Any]:
     if not _fits(q, k, v, mask):
         return ref.attention_backward(dout, q, k, v, out, lse, mask, scale, causal, grads)
-    cp = __import__("cupy")
+    cp = cupy()
     L, S, E = q.shape[-2], k.shape[-2], q.shape[-1]
     qf, kf, vf, dof, of = _flat(q), _flat(k), _flat(v), _flat(dout), _flat(out)
     lf = contiguous(lse).reshape(-1, L)

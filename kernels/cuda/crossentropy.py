@@ -8,14 +8,14 @@ from typing import Any
 import numpy as np
 
 from ..reference import crossentropy as ref
-from ._loader import contiguous, is_float32_cupy, kernel, row_threads
+from ._loader import contiguous, cupy, is_float32_cupy, kernel, row_threads
 
 
 def cross_entropy_forward(logits: Any, target: Any, weight: Any, ignore_index: int,
                           label_smoothing: float, reduction: str) -> tuple[Any, Any]:
     if (not is_float32_cupy(logits) or logits.ndim != 2 or weight is not None or target.dtype.kind not in "iu"):
         return ref.cross_entropy_forward(logits, target, weight, ignore_index, label_smoothing, reduction)
-    cp = __import__("cupy")
+    cp = cupy()
     logits, target = contiguous(logits), contiguous(target).astype(cp.int64, copy=False)
     N, C = logits.shape
     loss, lse = cp.empty(N, cp.float32), cp.empty(N, cp.float32)
@@ -35,7 +35,7 @@ def cross_entropy_forward(logits: Any, target: Any, weight: Any, ignore_index: i
 def cross_entropy_backward(dloss: Any, cache: Any) -> Any:
     if not (isinstance(cache, tuple) and isinstance(cache[0], str) and cache[0] == "cuda"):
         return ref.cross_entropy_backward(dloss, cache)
-    cp = __import__("cupy")
+    cp = cupy()
     _, logits, target, lse, ignore_index, smoothing, reduction, count = cache
     N, C = logits.shape
     if reduction == "none":

@@ -7,13 +7,13 @@ from typing import Any
 import numpy as np
 
 from ..reference import gelu as ref
-from ._loader import THREADS, contiguous, grid_1d, is_float32_cupy, kernel
+from ._loader import THREADS, contiguous, cupy, grid_1d, is_float32_cupy, kernel
 
 
 def bias_gelu_forward(x: Any, bias: Any, approximate: str = "none") -> tuple[Any, Any]:
     if not is_float32_cupy(x, bias) or x.ndim == 0:
         return ref.bias_gelu_forward(x, bias, approximate)
-    cp = __import__("cupy")
+    cp = cupy()
     x = contiguous(x)
     y, gate = cp.empty_like(x), cp.empty_like(x)
     n = x.size
@@ -26,7 +26,7 @@ def bias_gelu_forward(x: Any, bias: Any, approximate: str = "none") -> tuple[Any
 def bias_gelu_backward(dy: Any, x: Any, bias: Any, approximate: str, gate: Any) -> Any:
     if not is_float32_cupy(dy, x, bias, gate) or x.ndim == 0:
         return ref.bias_gelu_backward(dy, x, bias, approximate, gate)
-    cp = __import__("cupy")
+    cp = cupy()
     x = contiguous(x)
     dx = cp.empty_like(x)
     n = x.size

@@ -7,13 +7,13 @@ from typing import Any
 import numpy as np
 
 from ..reference import layernorm as ref
-from ._loader import contiguous, is_float32_cupy, kernel, row_threads
+from ._loader import contiguous, cupy, is_float32_cupy, kernel, row_threads
 
 
 def layernorm_forward(x: Any, weight: Any, bias: Any, eps: float) -> tuple[Any, Any, Any]:
     if not is_float32_cupy(x, weight, bias) or x.ndim != 2:
         return ref.layernorm_forward(x, weight, bias, eps)
-    cp = __import__("cupy")
+    cp = cupy()
     x = contiguous(x)
     N, C = x.shape
     out, mean, rstd = cp.empty_like(x), cp.empty(N, cp.float32), cp.empty(N, cp.float32)
@@ -28,7 +28,7 @@ def layernorm_backward(dout: Any, x: Any, weight: Any, mean: Any, rstd: Any,
                        need_affine: bool = True) -> tuple[Any, Any, Any]:
     if not is_float32_cupy(dout, x, weight, mean, rstd) or x.ndim != 2:
         return ref.layernorm_backward(dout, x, weight, mean, rstd, need_affine)
-    cp = __import__("cupy")
+    cp = cupy()
     dout, x = contiguous(dout), contiguous(x)
     N, C = x.shape
     dx = cp.empty_like(x)

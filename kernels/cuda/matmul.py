@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ._loader import contiguous, kernel
+from ._loader import contiguous, cupy, kernel
 
 # name -> (threads per block, block tile rows, block tile columns, needs K % 4 == 0 and N % 4 == 0)
 VERSIONS = {
@@ -26,7 +26,7 @@ TRANSPOSED = {"nt": "sgemm_v4_nt", "tn": "sgemm_v4_tn"}
 def matmul(a: Any, b: Any, version: str = "sgemm_v4_nn", layout: str = "nn") -> Any:
     """a @ b for float32 CuPy arrays (M, K) @ (K, N), or batched (Bt, M, K) @ (Bt, K, N), with one named
     version. layout "nt": b is given as (N, K) and a @ b^T is computed; "tn": a is given as (K, M)."""
-    cp = __import__("cupy")
+    cp = cupy()
     a, b = contiguous(a), contiguous(b)
     batched = a.ndim == 3
     Bt = a.shape[0] if batched else 1

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..reference import softmax as ref
-from ._loader import contiguous, is_float32_cupy, kernel, row_threads
+from ._loader import contiguous, cupy, is_float32_cupy, kernel, row_threads
 
 VERSIONS = ("softmax_v1", "softmax_v2", "softmax_v3")
 PRODUCTION = "softmax_v3"
@@ -15,7 +15,7 @@ PRODUCTION = "softmax_v3"
 
 def softmax_version(x: Any, version: str) -> Any:
     """softmax over the last axis of float32 x with one named version of the kernel."""
-    cp = __import__("cupy")
+    cp = cupy()
     x2 = contiguous(x).reshape(-1, x.shape[-1])
     N, C = x2.shape
     y = cp.empty_like(x2)
@@ -38,7 +38,7 @@ def softmax_forward(x: Any) -> Any:
 def softmax_backward(dy: Any, y: Any) -> Any:
     if not is_float32_cupy(dy, y) or y.ndim == 0:
         return ref.softmax_backward(dy, y)
-    cp = __import__("cupy")
+    cp = cupy()
     d2, y2 = contiguous(dy).reshape(-1, y.shape[-1]), contiguous(y).reshape(-1, y.shape[-1])
     N, C = y2.shape
     dx = cp.empty_like(y2)
