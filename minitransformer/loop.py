@@ -106,6 +106,13 @@ def saved_config(cls: type, doc: dict[str, Any]) -> Any:
     return cls(**{k: v for k, v in doc["train_config"].items() if k in cls.__dataclass_fields__})
 
 
+def model_config(cls: type, cfg: LoopConfig, **given: Any) -> Any:
+    """The model config `cls` built from a job config: every field of cls that the job config has under the
+    same name (d_model, nhead, dropout, ...), then `given` (what the data decides: vocabulary sizes, ...)."""
+    shared = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cls) if hasattr(cfg, f.name)}
+    return cls(**{**shared, **given})
+
+
 def resume_config(cls: type, out: str | Path, overrides: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
     """The config saved with the checkpoint in `out`, with `overrides` (the options given explicitly on the
     command line) applied, and the loaded checkpoint (manifest, model state, optimizer arrays)."""

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import checkpoint, creation, distributed
-from .loop import Job, LoopConfig, fit, lr_at, prepare_run, resume_config
+from .loop import Job, LoopConfig, fit, lr_at, model_config, prepare_run, resume_config
 from .nn.gpt import GPT, GPTConfig
 from .tokenizers import tokenizer_from_dict
 
@@ -74,8 +74,7 @@ def train(cfg: TrainConfig, overrides: dict[str, Any] | None = None, progress: b
     data, tokenizer, source = prepare(cfg.data, Path(cfg.out), tokenizer, cfg.tokenizer, cfg.vocab_size)
     if w.is_main:
         w.barrier()
-    model = GPT(GPTConfig(block_size=cfg.block_size, vocab_size=tokenizer.vocab_size, n_layer=cfg.n_layer,
-                          n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=cfg.dropout, bias=cfg.bias))
+    model = GPT(model_config(GPTConfig, cfg, vocab_size=tokenizer.vocab_size))  # --vocab-size is BPE's target
     if resumed:
         model.load_state_dict(resumed["model"])
     extra, after_step = start(model) if start is not None else ({}, None)

@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import checkpoint, creation
 from ..autograd import no_grad
-from ..loop import Job, LoopConfig, fit, prepare_run, resume_config, saved_config
+from ..loop import Job, LoopConfig, fit, model_config, prepare_run, resume_config, saved_config
 from ..nn import functional as F
 from ..nn import init
 from ..nn.layers import Embedding, LayerNorm, LearnedPositionalEmbedding, Linear
@@ -227,8 +227,7 @@ def train(cfg: ClassifyConfig, overrides: dict[str, Any] | None = None, progress
     if unknown:
         raise ValueError(f"{where}: held-out labels never seen in training: {', '.join(unknown)}")
     max_len = max(len(t) for _, t in train_ex + test_ex)
-    mcfg = ClassifierConfig(len(vocab), len(labels), cfg.d_model, cfg.nhead, cfg.num_layers, cfg.dim_feedforward,
-                            cfg.dropout, max_len, cfg.pooling, cfg.causal)
+    mcfg = model_config(ClassifierConfig, cfg, vocab=len(vocab), n_classes=len(labels), max_len=max_len)
     model = TransformerClassifier(mcfg)
     if resumed:
         model.load_state_dict(resumed["model"])

@@ -37,7 +37,7 @@ import numpy as np
 
 from .. import checkpoint, creation
 from ..autograd import no_grad
-from ..loop import Job, LoopConfig, fit, prepare_run, resume_config
+from ..loop import Job, LoopConfig, fit, model_config, prepare_run, resume_config
 from ..nn import functional as F
 from ..nn.layers import LayerNorm, Linear, sinusoidal_table
 from ..nn.module import Module
@@ -415,8 +415,7 @@ def train(cfg: SpeechTrainConfig, overrides: dict[str, Any] | None = None, progr
         cfg, resumed = resume_config(SpeechTrainConfig, cfg.out, overrides)
     prepare_run(cfg, progress)
     corpus = load_corpus(cfg.data_dir, cfg.n_train, cfg.n_test, cfg.test_voices, cfg.noise, cfg.seed, progress)
-    mcfg = SpeechConfig(d_model=cfg.d_model, nhead=cfg.nhead, num_layers=cfg.num_layers,
-                        dim_feedforward=cfg.dim_feedforward, dropout=cfg.dropout)
+    mcfg = model_config(SpeechConfig, cfg)
     model = SpeechTransformer(mcfg)
     if resumed:
         model.load_state_dict(resumed["model"])

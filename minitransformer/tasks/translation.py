@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import checkpoint, creation
 from ..autograd import no_grad
-from ..loop import Job, LoopConfig, fit, prepare_run, resume_config, saved_config
+from ..loop import Job, LoopConfig, fit, model_config, prepare_run, resume_config, saved_config
 from ..nn import functional as F
 from ..nn import init
 from ..nn.layers import Embedding, Linear, SinusoidalPositionalEncoding
@@ -271,9 +271,7 @@ def train(cfg: TranslateConfig, overrides: dict[str, Any] | None = None, progres
         src_v, tgt_v = build_vocabs(cfg, train_pairs)
     longest = max(len(ids) for ids in [src_v.encode(s) for s, _ in train_pairs + test_pairs]
                   + [tgt_v.encode(t) for _, t in train_pairs + test_pairs]) + 12
-    mcfg = Seq2SeqConfig(len(src_v), len(tgt_v), cfg.d_model, cfg.nhead, cfg.num_encoder_layers,
-                         cfg.num_decoder_layers, cfg.dim_feedforward, cfg.dropout, max(longest, 64),
-                         cfg.share_embeddings)
+    mcfg = model_config(Seq2SeqConfig, cfg, src_vocab=len(src_v), tgt_vocab=len(tgt_v), max_len=max(longest, 64))
     model = Seq2SeqTransformer(mcfg)
     if resumed:
         model.load_state_dict(resumed["model"])

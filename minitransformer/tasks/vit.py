@@ -28,7 +28,7 @@ import numpy as np
 
 from .. import checkpoint, creation
 from ..autograd import no_grad
-from ..loop import Job, LoopConfig, fit, prepare_run, resume_config
+from ..loop import Job, LoopConfig, fit, model_config, prepare_run, resume_config
 from ..nn import functional as F
 from ..nn import init
 from ..nn.layers import LayerNorm, Linear
@@ -261,8 +261,8 @@ def train(cfg: ViTTrainConfig, overrides: dict[str, Any] | None = None, progress
     data = load_dataset(cfg.dataset)
     x_train, y_train = data["x_train"], data["y_train"]
     patch = cfg.patch_size or (2 if cfg.dataset == "digits" else 4)
-    mcfg = ViTConfig(x_train.shape[1], patch, len(data["labels"]), cfg.d_model, cfg.nhead, cfg.num_layers,
-                     cfg.dim_feedforward, cfg.dropout, float(x_train.mean()), float(x_train.std()))
+    mcfg = model_config(ViTConfig, cfg, image_size=x_train.shape[1], patch_size=patch, n_classes=len(data["labels"]),
+                        mean=float(x_train.mean()), std=float(x_train.std()))
     model = ViT(mcfg)
     if resumed:
         model.load_state_dict(resumed["model"])
