@@ -5,6 +5,8 @@ tests/tolerances.kernel_tol and float64 tightly. Then a whole GPT training step 
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -180,31 +182,49 @@ def test_attention_v1_and_v2(case, seed):
     grads_r = R["attention_backward"](dout, q, k, v, out_r, lse_r, *args)
     from minitransformer.kernels.cpu import attention as cpu_attention
 
-    for fwd, bwd in ((N["attention_forward"], N["attention_backward"]),
-                     (cpu_attention.attention_forward_v1, cpu_attention.attention_backward_v1)):
-        out, lse = fwd(q, k, v, *args)
-        close(out, out_r, dt, S, "out")
+    for split, fwd, bwd in ((False, N["attention_forward"], N["attention_backward"]),
+                            (True, N["attention_forward"], N["attention_backward"]),
+                            (None, cpu_attention.attention_forward_v1, cpu_attention.attention_backward_v1)):
+        with split_batch(split):
+            out, lse = fwd(q, k, v, *args)
+            grads = bwd(dout, q, k, v, out_r, lse_r, *args)
+        close(out, out_r, dt, S, f"out (split {split})")
         np.testing.assert_array_equal(np.isneginf(lse), np.isneginf(lse_r))
         fin = np.isfinite(lse_r)
         close(lse[fin], lse_r[fin], dt, S, "lse")
-        for got, ref, what in zip(bwd(dout, q, k, v, out_r, lse_r, *args), grads_r, ("dq", "dk", "dv"), strict=True):
-            close(got, ref, dt, max(L, S) * max(E, Ev), what)
+        for got, ref, what in zip(grads, grads_r, ("dq", "dk", "dv"), strict=True):
+            close(got, ref, dt, max(L, S) * max(E, Ev), f"{what} (split {split})")
+
+
+@contextlib.contextmanager
+def split_batch(split):
+    """Force the v2 kernels' two-thread batch split on or off (None: as the thread count decides)."""
+    from minitransformer.kernels.cpu import attention as cpu_attention
+
+    before, cpu_attention.SPLIT_BATCH = cpu_attention.SPLIT_BATCH, split
+    try:
+        yield
+    finally:
+        cpu_attention.SPLIT_BATCH = before
 
 
 
 @kernel_settings
 @given(B=st.integers(1, 3), nh=st.integers(1, 3), hs=st.integers(1, 9), T=st.sampled_from([1, 63, 64, 65, 130]),
-       causal=st.booleans(), dt=dtypes, seed=st.integers(0, 2**16))
-def test_attention_on_strided_views_of_a_packed_buffer(B, nh, hs, T, causal, dt, seed):
+       causal=st.booleans(), mask_kind=st.sampled_from(["none", "padding", "full"]), split=st.booleans(),
+       dt=dtypes, seed=st.integers(0, 2**16))
+def test_attention_on_strided_views_of_a_packed_buffer(B, nh, hs, T, causal, mask_kind, split, dt, seed):
     """The production kernel takes q, k, v as (B, nh, T, hs) views of one (B, T, 3, nh, hs) buffer (no copy),
     returns out laid out as (B, T, nh, hs) in memory, and writes the gradients into views of one packed
-    gradient; all against the reference on contiguous copies."""
+    gradient; all against the reference on contiguous copies, with the batch split in two halves or not
+    (a padding mask has one row per batch entry and head, which the halves must slice correctly)."""
     rng = np.random.default_rng(seed)
     heads = rng.standard_normal((B, T, 3, nh, hs)).astype(dt)
     q, k, v = (heads[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
-    args = (None, 1 / np.sqrt(hs), causal)
+    args = (attention_mask(mask_kind, rng, B * nh, T, T, dt), 1 / np.sqrt(hs), causal)
     out_r, lse_r = R["attention_forward"](*(np.ascontiguousarray(a) for a in (q, k, v)), *args)
-    out, lse = N["attention_forward"](q, k, v, *args)
+    with split_batch(split):
+        out, lse = N["attention_forward"](q, k, v, *args)
     close(out, out_r, dt, T, "out")
     close(lse, lse_r, dt, T, "lse")
     assert out.transpose(0, 2, 1, 3).flags.c_contiguous or T == 1 or nh == 1
@@ -213,7 +233,8 @@ def test_attention_on_strided_views_of_a_packed_buffer(B, nh, hs, T, causal, dt,
                                       out_r, lse_r, *args)
     packed = np.zeros_like(heads)
     views = tuple(packed[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
-    got = N["attention_backward"](dy, q, k, v, out, lse, *args, grads=views)
+    with split_batch(split):
+        got = N["attention_backward"](dy, q, k, v, out, lse, *args, grads=views)
     for g, view, ref_g, what in zip(got, views, grads_r, ("dq", "dk", "dv"), strict=True):
         assert g is view, what
         close(g, ref_g, dt, T * hs, what)
@@ -339,3 +360,40 @@ def test_decode_attention(B, nh, E, S, spare, padded, dt, scale, seed):
     s = k[b, h, lo:S].astype(np.float64) @ q[b, h].astype(np.float64) * 0.3
     w = np.exp(s - s.max())
     close(ref[b, h], (w / w.sum()) @ v[b, h, lo:S].astype(np.float64), dt, S, "reference", magnitude=scale)
+
+
+def test_half_splitter_runs_each_half_once_and_passes_errors_on():
+    """HalfSplitter: the two halves cover 0..n once each, the first on the helper thread; an error raised in
+    either half reaches the caller (after the other half finished); a call made while the helper is busy
+    (from inside a half) runs its whole range on the calling thread."""
+    import threading
+
+    from minitransformer.kernels.cpu._jit import HalfSplitter
+
+    splitter = HalfSplitter()
+    seen = []
+
+    def record(lo, hi):
+        seen.append((lo, hi, threading.get_ident() == main))
+    main = threading.get_ident()
+    for n in (2, 3, 12):
+        seen.clear()
+        splitter.run(record, n)
+        assert sorted(seen) == [(0, n // 2, False), (n // 2, n, True)]
+
+    def fail_first(lo, hi):
+        if lo == 0:
+            raise ValueError("half failed")
+        seen.append((lo, hi))
+    with pytest.raises(ValueError, match="half failed"):
+        splitter.run(fail_first, 4)
+
+    inner = []
+
+    def nested(lo, hi):
+        splitter.run(lambda a, b: inner.append((a, b)), 10)
+    splitter.run(nested, 2)
+    assert sorted(inner) == [(0, 10), (0, 10)]  # the helper is busy: both nested calls ran whole, in place
+    seen.clear()
+    splitter.run(record, 4)  # and the splitter still works afterwards
+    assert sorted(seen) == [(0, 2, False), (2, 4, True)]

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minitransformer as mt
@@ -184,3 +184,26 @@ def test_clip_grad_norm():
     a.grad = mt.tensor([np.inf, 0.0])
     with pytest.raises(RuntimeError, match="non-finite"):
         mt.nn.utils.clip_grad_norm_([a], 1.0, error_if_nonfinite=True)
+
+
+@given(sizes=st.lists(st.sampled_from([1, 7, 128, 65_536]), min_size=1, max_size=4),
+       scale=st.sampled_from([1e-6, 1.0, 1e4]), strided=st.booleans(), seed=st.integers(0, 2**16))
+@settings(deadline=None, max_examples=25)
+def test_clip_grad_norm_of_float32_gradients_keeps_float64_precision(sizes, scale, strided, seed):
+    """The 2-norm of float32 gradients (BLAS dots per gradient) against the float64 sum of squares, on
+    large, tiny and non-contiguous gradients; and the clipped gradients have exactly that norm scaled."""
+    rng = np.random.default_rng(seed)
+    params, grads = [], []
+    for n in sizes:
+        g = (rng.standard_normal(2 * n if strided else n) * scale).astype(np.float32)
+        g = g[::2] if strided else g
+        p = mt.zeros(n, requires_grad=True)
+        p.grad = mt.tensor(g)
+        params.append(p)
+        grads.append(g.astype(np.float64))
+    exact = math.sqrt(sum(float((g * g).sum()) for g in grads))
+    total = mt.nn.utils.clip_grad_norm_(params, max_norm=exact / 2)
+    assert total.item() == pytest.approx(exact, rel=1e-6)
+    coef = (exact / 2) / (exact + 1e-6)
+    for p, g in zip(params, grads, strict=True):
+        np.testing.assert_allclose(p.grad.numpy(), g * coef, rtol=2e-6, atol=0)

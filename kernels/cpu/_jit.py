@@ -14,7 +14,12 @@
 from __future__ import annotations
 
 import math
+import os
+import queue
+import threading
+import types as types_
 import warnings
+from collections.abc import Callable
 
 import numba
 import numpy as np
@@ -29,7 +34,76 @@ warnings.filterwarnings("ignore", category=numba.NumbaIRAssumptionWarning)
 FASTMATH = {"contract", "reassoc", "nsz", "arcp"}  # no "nnan"/"ninf": -inf masks must survive
 jit = numba.njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 pjit = numba.njit(cache=True, error_model="numpy", fastmath=FASTMATH, parallel=True)
+sjit = numba.njit(cache=True, error_model="numpy", fastmath=FASTMATH, nogil=True)  # for HalfSplitter's threads
 prange = numba.prange
+
+
+class HalfSplitter:
+    """Runs fn(0, n // 2) on a helper thread while the calling thread runs fn(n // 2, n), for work made of
+    many small BLAS calls (NumPy's batched matmul keeps to one core; its BLAS calls and `sjit` kernels release
+    the GIL, so the two halves run on two cores). One helper thread, started on first use and again after a
+    fork; a call that finds it busy (another thread of the caller is using it) runs both halves itself."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = -1
+
+    def _start(self) -> None:
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._done: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._serve, args=(self._jobs, self._done), daemon=True,
+                         name="minitransformer-half").start()
+        self._pid = os.getpid()
+
+    @staticmethod
+    def _serve(jobs: queue.SimpleQueue, done: queue.SimpleQueue) -> None:
+        while True:
+            fn, lo, hi = jobs.get()
+            try:
+                fn(lo, hi)
+                done.put(None)
+            except BaseException as e:  # noqa: BLE001 - handed to the caller, which raises it
+                done.put(e)
+
+    def run(self, fn: Callable[[int, int], None], n: int) -> None:
+        half = n // 2
+        if not self._lock.acquire(blocking=False):
+            fn(0, n)
+            return
+        try:
+            if self._pid != os.getpid():
+                self._start()
+            self._jobs.put((fn, 0, half))
+            try:
+                fn(half, n)
+            finally:
+                err = self._done.get()                  # always wait: the helper is still writing its half
+            if err is not None:
+                raise err
+        finally:
+            self._lock.release()
+
+
+def renamed(fn: Callable, suffix: str) -> Callable:
+    """A copy of the Python function fn under the name fn + suffix, for a second build of one kernel with
+    other options (serial beside parallel). Numba names its cache files after the function, and its cache
+    key ignores the compile options, so two builds of one function would load each other's machine code."""
+    g = types_.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + suffix, fn.__defaults__, fn.__closure__)
+    g.__qualname__ = fn.__qualname__ + suffix
+    g.__module__ = fn.__module__
+    g.__doc__ = fn.__doc__
+    return g
+
+
+# Elements from which a row kernel's parallel build beats its serial one here: waking the sleeping OpenMP
+# workers (passive waiting, above) costs 30-80 us per parallel region, which is longer than a layer norm of
+# 768 x 128 takes on one core (20 us). Measured crossover for layer norm: 0.5-0.8 M elements.
+PARALLEL_MIN = 1 << 19
+
+
+def serial_and_parallel(fn: Callable) -> tuple[Callable, Callable]:
+    """Two builds of one kernel function: serial (prange runs as range) and parallel."""
+    return jit(renamed(fn, "_serial")), pjit(fn)
 
 
 def rows(a):  # noqa: ANN001, ANN201

@@ -31,9 +31,10 @@ D_i = dout_i . out_i. Memory traffic per (i, j) pair: rows of q, k, v, dout from
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
-from ._jit import fexp, jit, pjit, prange
+from ._jit import HalfSplitter, fexp, jit, pjit, prange, renamed, sjit
 
 TILE = 64
 
@@ -171,8 +172,7 @@ def _layout_like(a, shape):  # noqa: ANN001, ANN202
     return np.empty_like(a, shape=shape)
 
 
-@pjit
-def _tile_softmax_update(s, mask, has_mask, mrow0, causal, i0, j0, scale, m, l_sum, acc):  # noqa: ANN001, ANN202
+def _softmax_update_impl(s, mask, has_mask, mrow0, causal, i0, j0, scale, m, l_sum, acc):  # noqa: ANN001, ANN202
     """Raw scores q k^T s (B, bq, bk) -> p = exp(s scale + mask - m_new) in place, updating the running max
     m, sum l_sum and rescaling the accumulator acc (B, bq, Ev) for each row. A causal row stops at the
     diagonal: keys after it get p = 0 without an exp (half the tile on the diagonal)."""
@@ -215,8 +215,7 @@ def _tile_softmax_update(s, mask, has_mask, mrow0, causal, i0, j0, scale, m, l_s
                 acc[b, i, e] *= corr
 
 
-@pjit
-def _tile_probs_and_ds(s, dp, mask, has_mask, mrow0, causal, i0, j0, lse, D, scale):  # noqa: ANN001, ANN202
+def _probs_and_ds_impl(s, dp, mask, has_mask, mrow0, causal, i0, j0, lse, D, scale):  # noqa: ANN001, ANN202
     """Backward of one tile: raw scores s (B, bq, bk) -> p = exp(s scale + mask - lse) in place;
     dp -> ds = p (dp - D) scale. Blocked keys (masked, after the diagonal, or every key of a row) get 0."""
     B, bq, bk = s.shape
@@ -241,6 +240,23 @@ def _tile_probs_and_ds(s, dp, mask, has_mask, mrow0, causal, i0, j0, lse, D, sca
             dprow[t] = zero
 
 
+# Each tile kernel is built twice: parallel over the tile's rows (the whole batch in one call), and serial
+# without the GIL for the split below, where each half of the batch runs in its own Python thread.
+_TILE_KERNELS = {False: (pjit(_softmax_update_impl), pjit(_probs_and_ds_impl)),
+                 True: (sjit(renamed(_softmax_update_impl, "_serial")), sjit(renamed(_probs_and_ds_impl, "_serial")))}
+
+
+SPLIT_BATCH: bool | None = None  # None: decide by the thread count; True/False force it (the tests use both)
+
+
+def _halves(n_lead: int) -> bool:
+    """Whether to split the batch into two halves run side by side (see HalfSplitter): at least two threads
+    and at least two entries along the first leading dimension."""
+    if n_lead < 2:
+        return False
+    return numba.get_num_threads() >= 2 if SPLIT_BATCH is None else SPLIT_BATCH
+
+
 def _mask_arg(mask, dt):  # noqa: ANN001, ANN202
     if mask is None:
         return _NO_MASK[dt], False
@@ -250,14 +266,38 @@ def _mask_arg(mask, dt):  # noqa: ANN001, ANN202
 def attention_forward(q, k, v, mask, scale, causal):  # noqa: ANN001, ANN201
     """q (..., L, E), k (..., S, E), v (..., S, Ev) with the same leading dims (any strides; nothing is
     copied), mask None or (Bm, Lm, S) with Bm in {1, prod(...)} -> out (..., L, Ev), lse (..., L).
-    `out` is laid out in memory like q (see _layout_like)."""
-    lead, (L, _), (S, Ev) = q.shape[:-2], q.shape[-2:], v.shape[-2:]
-    Bn = int(np.prod(lead, dtype=np.int64))
+    `out` is laid out in memory like q (see _layout_like). With two threads or more, the two halves of
+    the first leading dimension run side by side (NumPy's batched matmul keeps to one core)."""
+    lead, L, Ev = q.shape[:-2], q.shape[-2], v.shape[-1]
     dt = q.dtype
     m_arr, has_mask = _mask_arg(mask, dt)
     scale = dt.type(scale)
     out = _layout_like(q, lead + (L, Ev))
     lse = np.empty(lead + (L,), dt)
+    if not _halves(lead[0] if lead else 0):
+        _forward_into(q, k, v, m_arr, has_mask, scale, causal, out, lse, False)
+        return out, lse
+
+    def part(lo, hi):  # noqa: ANN001, ANN202
+        _forward_into(q[lo:hi], k[lo:hi], v[lo:hi], _mask_rows(m_arr, lead, lo, hi), has_mask, scale, causal,
+                      out[lo:hi], lse[lo:hi], True)
+    _SPLITTER.run(part, lead[0])
+    return out, lse
+
+
+def _mask_rows(m_arr, lead, lo, hi):  # noqa: ANN001, ANN202
+    """The rows of a (Bm, Lm, S) mask that belong to entries lo:hi of the first leading dimension."""
+    if m_arr.shape[0] == 1:
+        return m_arr
+    per = m_arr.shape[0] // lead[0]                                         # rows per first-dim entry
+    return m_arr[lo * per:hi * per]
+
+
+def _forward_into(q, k, v, m_arr, has_mask, scale, causal, out, lse, serial):  # noqa: ANN001, ANN202
+    softmax_update = _TILE_KERNELS[serial][0]
+    lead, (L, _), (S, Ev) = q.shape[:-2], q.shape[-2:], v.shape[-2:]
+    Bn = int(np.prod(lead, dtype=np.int64))
+    dt = q.dtype
     kT = np.swapaxes(k, -1, -2)                                             # (..., E, S) view
     for i0 in range(0, L, BQ):
         i1 = min(i0 + BQ, L)
@@ -270,8 +310,8 @@ def attention_forward(q, k, v, mask, scale, causal):  # noqa: ANN001, ANN201
         for j0 in range(0, stop, BK):
             j1 = min(j0 + BK, stop)
             s = np.matmul(qb, kT[..., j0:j1])                               # (..., bq, bk) raw scores, BLAS
-            _tile_softmax_update(s.reshape(Bn, bq, j1 - j0), m_arr, has_mask, i0, causal, i0, j0, scale, m, l_sum,
-                                 acc.reshape(Bn, bq, Ev))
+            softmax_update(s.reshape(Bn, bq, j1 - j0), m_arr, has_mask, i0, causal, i0, j0, scale, m, l_sum,
+                           acc.reshape(Bn, bq, Ev))
             if j0 == 0:
                 np.matmul(s, v[..., j0:j1, :], out=acc)                     # P V, BLAS
             else:
@@ -283,20 +323,34 @@ def attention_forward(q, k, v, mask, scale, causal):  # noqa: ANN001, ANN201
             inv = np.where(empty, 0, 1 / np.where(empty, 1, l_sum))
             lse[..., i0:i1] = np.where(empty, -np.inf, m + np.log(np.where(empty, 1, l_sum))).reshape(lead + (bq,))
         np.multiply(acc, inv.reshape(lead + (bq, 1)), out=out[..., i0:i1, :])
-    return out, lse
 
 
 def attention_backward(dout, q, k, v, out, lse, mask, scale, causal, grads=None):  # noqa: ANN001, ANN201
     """-> dq, dk, dv shaped like q, k, v (any leading dims and strides, as attention_forward). `grads`:
     optional zero-filled arrays (dq, dk, dv) to write into, e.g. views of one packed buffer."""
-    lead, L, S = q.shape[:-2], q.shape[-2], k.shape[-2]
-    Bn = int(np.prod(lead, dtype=np.int64))
+    lead = q.shape[:-2]
     dt = q.dtype
     m_arr, has_mask = _mask_arg(mask, dt)
     scale = dt.type(scale)
+    dq, dk, dv = grads if grads is not None else (np.zeros_like(q), np.zeros_like(k), np.zeros_like(v))
+    if not _halves(lead[0] if lead else 0):
+        _backward_into(dout, q, k, v, out, lse, m_arr, has_mask, scale, causal, dq, dk, dv, False)
+        return dq, dk, dv
+
+    def part(lo, hi):  # noqa: ANN001, ANN202
+        _backward_into(dout[lo:hi], q[lo:hi], k[lo:hi], v[lo:hi], out[lo:hi], lse[lo:hi],
+                       _mask_rows(m_arr, lead, lo, hi), has_mask, scale, causal, dq[lo:hi], dk[lo:hi], dv[lo:hi],
+                       True)
+    _SPLITTER.run(part, lead[0])
+    return dq, dk, dv
+
+
+def _backward_into(dout, q, k, v, out, lse, m_arr, has_mask, scale, causal, dq, dk, dv, serial):  # noqa: ANN001, ANN202
+    probs_and_ds = _TILE_KERNELS[serial][1]
+    lead, L, S = q.shape[:-2], q.shape[-2], k.shape[-2]
+    Bn = int(np.prod(lead, dtype=np.int64))
     D = np.einsum("...e,...e->...", dout, out).reshape(Bn, L)               # rowsum(p * dp), one pass
     lse2 = lse.reshape(Bn, L)
-    dq, dk, dv = grads if grads is not None else (np.zeros_like(q), np.zeros_like(k), np.zeros_like(v))
     kT, vT = np.swapaxes(k, -1, -2), np.swapaxes(v, -1, -2)
     key_tiles_written = set()
 
@@ -315,15 +369,17 @@ def attention_backward(dout, q, k, v, out, lse, mask, scale, causal, grads=None)
             j1 = min(j0 + BK, stop)
             s = np.matmul(qb, kT[..., j0:j1])                               # recomputed raw scores
             dp = np.matmul(dob, vT[..., j0:j1])                             # dP = dO V^T
-            _tile_probs_and_ds(s.reshape(Bn, i1 - i0, j1 - j0), dp.reshape(Bn, i1 - i0, j1 - j0), m_arr, has_mask,
-                               i0, causal, i0, j0, np.ascontiguousarray(lse2[:, i0:i1]),
-                               np.ascontiguousarray(D[:, i0:i1]), scale)
+            probs_and_ds(s.reshape(Bn, i1 - i0, j1 - j0), dp.reshape(Bn, i1 - i0, j1 - j0), m_arr, has_mask,
+                         i0, causal, i0, j0, np.ascontiguousarray(lse2[:, i0:i1]),
+                         np.ascontiguousarray(D[:, i0:i1]), scale)
             first_for_keys = j0 not in key_tiles_written
             key_tiles_written.add(j0)
             add_product(dv[..., j0:j1, :], np.swapaxes(s, -1, -2), dob, first_for_keys)   # dV += P^T dO
             add_product(dq[..., i0:i1, :], dp, k[..., j0:j1, :], j0 == 0)                 # dQ += dS K
             add_product(dk[..., j0:j1, :], np.swapaxes(dp, -1, -2), qb, first_for_keys)   # dK += dS^T Q
-    return dq, dk, dv
+
+
+_SPLITTER = HalfSplitter()
 
 
 # ---- one decoding step -----------------------------------------------------------------------------------
@@ -354,7 +410,7 @@ def _decode_impl(q, k, v, first, S, scale, out):  # noqa: ANN001, ANN202
             out[b, h, e] = o[e]
 
 
-_decode = jit(_decode_impl)          # a few rows and heads: threads would cost more than they save
+_decode = jit(renamed(_decode_impl, "_serial"))  # a few rows and heads: threads would cost more than they save
 _decode_par = pjit(_decode_impl)
 PARALLEL_FROM = 1 << 16              # B * nh * S * E multiply-adds from which the rows go to threads
 
