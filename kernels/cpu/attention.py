@@ -34,7 +34,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._jit import HalfSplitter, fexp, jit, pjit, prange, renamed, sjit
+from ._jit import HalfSplitter, fexp, pjit, prange, renamed, serial_and_parallel, sjit
 
 TILE = 64
 
@@ -410,8 +410,8 @@ def _decode_impl(q, k, v, first, S, scale, out):  # noqa: ANN001, ANN202
             out[b, h, e] = o[e]
 
 
-_decode = jit(renamed(_decode_impl, "_serial"))  # a few rows and heads: threads would cost more than they save
-_decode_par = pjit(_decode_impl)
+# a few rows and heads: threads would cost more than they save, so the serial build below PARALLEL_FROM
+_decode, _decode_par = serial_and_parallel(_decode_impl)
 PARALLEL_FROM = 1 << 16              # B * nh * S * E multiply-adds from which the rows go to threads
 
 

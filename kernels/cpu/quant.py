@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import jit, pjit, prange, renamed
+from ._jit import jit, pjit, prange, serial_and_parallel
 
 ROWS_BLAS = 8   # from this many rows of x on, dequantize tile by tile and let BLAS multiply
 MB = 32         # output channels per thread task in the fused kernel
@@ -62,8 +62,8 @@ def _int8_rows_impl(x, qweight, scale, bias, y):  # noqa: ANN001, ANN202
                 m += 1
 
 
-_int8_rows = jit(renamed(_int8_rows_impl, "_serial"))  # small layers: starting threads would cost more than they save
-_int8_rows_par = pjit(_int8_rows_impl)
+# small layers: starting threads would cost more than they save, so the serial build below PARALLEL_FROM
+_int8_rows, _int8_rows_par = serial_and_parallel(_int8_rows_impl)
 PARALLEL_FROM = 1 << 18                    # N * M * K multiply-adds from which tiles go to threads
 
 
