@@ -397,3 +397,31 @@ def test_half_splitter_runs_each_half_once_and_passes_errors_on():
     seen.clear()
     splitter.run(record, 4)  # and the splitter still works afterwards
     assert sorted(seen) == [(0, 2, False), (2, 4, True)]
+
+
+_ROW_MAX = []
+
+
+@kernel_settings
+@given(n=st.integers(0, 100), dt=dtypes, specials=st.lists(st.sampled_from(["-inf", "inf", "-0", "0", "denormal",
+                                                                            "huge", "-huge"]), max_size=4),
+       seed=st.integers(0, 2**16))
+def test_row_max_equals_numpy_max(n, dt, specials, seed):
+    """row_max (float32: a max over integers ordered like the floats) against NumPy's max, with infinities,
+    signed zeros, denormals and the largest magnitudes; -inf for an empty row."""
+    if not _ROW_MAX:
+        import numba
+
+        from minitransformer.kernels.cpu._jit import row_max
+
+        _ROW_MAX.append(numba.njit(lambda row, n: row_max(row, n)))
+    rng = np.random.default_rng(seed)
+    row = (rng.standard_normal(n + 3) * 10).astype(dt)
+    values = {"-inf": -np.inf, "inf": np.inf, "-0": -0.0, "0": 0.0, "denormal": np.finfo(dt).smallest_subnormal,
+              "huge": np.finfo(dt).max, "-huge": -np.finfo(dt).max}
+    if n:
+        for name in specials:
+            row[rng.integers(0, n)] = values[name]
+    got = _ROW_MAX[0](row, n)
+    want = row[:n].max() if n else -np.inf
+    assert got == want, (got, want, row[:n])  # -0.0 == 0.0: which zero wins a tie is not specified

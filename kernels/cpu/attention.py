@@ -34,7 +34,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._jit import HalfSplitter, fexp, pjit, prange, renamed, serial_and_parallel, sjit
+from ._jit import HalfSplitter, fexp, pjit, prange, renamed, row_max, serial_and_parallel, sjit
 
 TILE = 64
 
@@ -174,8 +174,10 @@ def _layout_like(a, shape):  # noqa: ANN001, ANN202
 
 def _softmax_update_impl(s, mask, has_mask, mrow0, causal, i0, j0, scale, m, l_sum, acc):  # noqa: ANN001, ANN202
     """Raw scores q k^T s (B, bq, bk) -> p = exp(s scale + mask - m_new) in place, updating the running max
-    m, sum l_sum and rescaling the accumulator acc (B, bq, Ev) for each row. A causal row stops at the
-    diagonal: keys after it get p = 0 without an exp (half the tile on the diagonal)."""
+    m, sum l_sum and rescaling the accumulator acc (B, bq, Ev) for each row. Keys after a causal row's
+    diagonal become -inf, then p = 0. Every loop runs over the whole tile row, with the cut as a select,
+    so that it vectorises (a loop of a varying length i + 1 left most of the diagonal tile to scalar
+    remainder code)."""
     B, bq, bk = s.shape
     Bm, Lm = mask.shape[0], mask.shape[1]
     neg_inf = s.dtype.type(-np.inf)
@@ -185,29 +187,24 @@ def _softmax_update_impl(s, mask, has_mask, mrow0, causal, i0, j0, scale, m, l_s
         row = s[b, i]
         mrow = mask[b if Bm > 1 else 0, mrow0 + i if Lm > 1 else 0]
         n = min(bk, max(0, i0 + i - j0 + 1)) if causal else bk             # keys this row may see
-        tmax = neg_inf
         if has_mask:
-            for t in range(n):
+            for t in range(bk):
                 x = mrow[j0 + t]
-                row[t] = neg_inf if x == neg_inf else row[t] * scale + x
-                tmax = max(tmax, row[t])
+                row[t] = neg_inf if (x == neg_inf or t >= n) else row[t] * scale + x
         else:
-            for t in range(n):
-                row[t] = row[t] * scale
-                tmax = max(tmax, row[t])
+            for t in range(bk):
+                row[t] = row[t] * scale if t < n else neg_inf
         m_old = m[b, i]
-        m_new = max(m_old, tmax)
+        m_new = max(m_old, row_max(row, bk))
         if m_new == neg_inf:
             row[:] = zero
             continue
         corr = fexp(m_old - m_new)
         total = zero
-        for t in range(n):
-            p = fexp(row[t] - m_new)
+        for t in range(bk):
+            p = fexp(row[t] - m_new)                                        # exp(-inf) = 0
             row[t] = p
             total += p
-        for t in range(n, bk):
-            row[t] = zero
         l_sum[b, i] = l_sum[b, i] * corr + total
         m[b, i] = m_new
         if corr != 1.0:
@@ -217,7 +214,8 @@ def _softmax_update_impl(s, mask, has_mask, mrow0, causal, i0, j0, scale, m, l_s
 
 def _probs_and_ds_impl(s, dp, mask, has_mask, mrow0, causal, i0, j0, lse, D, scale):  # noqa: ANN001, ANN202
     """Backward of one tile: raw scores s (B, bq, bk) -> p = exp(s scale + mask - lse) in place;
-    dp -> ds = p (dp - D) scale. Blocked keys (masked, after the diagonal, or every key of a row) get 0."""
+    dp -> ds = p (dp - D) scale. Blocked keys (masked, after the diagonal, or every key of a row) get 0.
+    Whole-row loops with the causal cut as a select, as in the forward."""
     B, bq, bk = s.shape
     Bm, Lm = mask.shape[0], mask.shape[1]
     neg_inf = s.dtype.type(-np.inf)
@@ -227,17 +225,16 @@ def _probs_and_ds_impl(s, dp, mask, has_mask, mrow0, causal, i0, j0, lse, D, sca
         mrow = mask[b if Bm > 1 else 0, mrow0 + i if Lm > 1 else 0]
         li, Di = lse[b, i], D[b, i]
         n = min(bk, max(0, i0 + i - j0 + 1)) if causal else bk
-        if li == neg_inf:
-            n = 0
         srow, dprow = s[b, i], dp[b, i]
-        for t in range(n):
+        if li == neg_inf:                                                   # a row that sees no key at all
+            srow[:] = zero
+            dprow[:] = zero
+            continue
+        for t in range(bk):
             x = srow[t] * scale + (mrow[j0 + t] if has_mask else zero)
-            p = fexp(x - li)                                                # exp(-inf) = 0 for a masked key
+            p = fexp(x - li) if t < n else zero                             # exp(-inf) = 0 for a masked key
             srow[t] = p
             dprow[t] = p * (dprow[t] - Di) * scale
-        for t in range(n, bk):
-            srow[t] = zero
-            dprow[t] = zero
 
 
 # Each tile kernel is built twice: parallel over the tile's rows (the whole batch in one call), and serial
