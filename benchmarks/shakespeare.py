@@ -211,11 +211,14 @@ def same_batches_val(ours, theirs, path: str) -> tuple[float, float]:  # noqa: A
 
 
 def worker(impl: str, path: str, seed: int) -> None:
+    import resource
+
     history = run_ours(path, seed) if impl == "ours" else run_torch(path, seed)
-    print(json.dumps(history))
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # peak of the whole run, in MiB (Linux: KiB)
+    print(json.dumps({"history": history, "rss_mb": rss_mb}))
 
 
-def launch(impl: str, path: str, seed: int) -> tuple[str, int, list[dict], float]:
+def launch(impl: str, path: str, seed: int) -> tuple[str, int, list[dict], float, float]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "NUMBA_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     t0 = time.perf_counter()
@@ -223,8 +226,9 @@ def launch(impl: str, path: str, seed: int) -> tuple[str, int, list[dict], float
                           capture_output=True, text=True, check=False)
     if proc.returncode:
         sys.exit(f"{impl} seed {seed} failed:\n{proc.stderr}")
-    print(f"{impl} seed {seed}: val {json.loads(proc.stdout.splitlines()[-1])[-1]['val']:.4f}", flush=True)
-    return impl, seed, json.loads(proc.stdout.splitlines()[-1]), time.perf_counter() - t0
+    out = json.loads(proc.stdout.splitlines()[-1])
+    print(f"{impl} seed {seed}: val {out['history'][-1]['val']:.4f}, peak RSS {out['rss_mb']:.0f} MB", flush=True)
+    return impl, seed, out["history"], time.perf_counter() - t0, out["rss_mb"]
 
 
 def main() -> None:
@@ -273,24 +277,27 @@ def main() -> None:
     jobs = [(impl, seed) for seed in args.seeds for impl in args.impl]
     with ThreadPoolExecutor(max(1, min(2, os.cpu_count() or 1))) as pool:
         results = list(pool.map(lambda j: launch(j[0], args.data, j[1]), jobs))
-    finals = {impl: [h[-1]["val"] for i, _, h, _ in results if i == impl] for impl in args.impl}
+    finals = {impl: [h[-1]["val"] for i, _, h, _, _ in results if i == impl] for impl in args.impl}
     lines += ["## Final val loss over seeds", "",
-              "| implementation | seeds | final val loss per seed | mean | std | best | runs at or below 1.88 | "
-              "wall-clock per run |", "|---|---|---|---|---|---|---|---|"]
+              "| implementation | seeds | final val loss per seed | mean | std | standard error of the mean | best | "
+              "runs at or below 1.88 | wall-clock per run | peak RSS (largest over seeds) |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for impl in args.impl:
         vals = finals[impl]
-        walls = [w for i, _, _, w in results if i == impl]
+        walls = [w for i, _, _, w, _ in results if i == impl]
+        rss = max(m for i, _, _, _, m in results if i == impl)
         name = "minitransformer" if impl == "ours" else "PyTorch (nanoGPT)"
         std = statistics.stdev(vals) if len(vals) > 1 else float("nan")
         lines.append(f"| {name} | {' '.join(map(str, args.seeds))} | {', '.join(f'{v:.4f}' for v in vals)} | "
-                     f"{statistics.mean(vals):.4f} | {std:.4f} | {min(vals):.4f} | "
-                     f"{sum(v <= TARGET for v in vals)} of {len(vals)} | {statistics.median(walls):.0f} s |")
+                     f"{statistics.mean(vals):.4f} | {std:.4f} | {std / math.sqrt(len(vals)):.4f} | {min(vals):.4f} | "
+                     f"{sum(v <= TARGET for v in vals)} of {len(vals)} | {statistics.median(walls):.0f} s | "
+                     f"{rss:.0f} MB |")
     lines += ["", "## Mean curve (val loss, mean over seeds)", "",
               "| step | " + " | ".join("minitransformer" if i == "ours" else "PyTorch" for i in args.impl) + " |",
               "|---|" + "---|" * len(args.impl)]
     steps = [row["step"] for row in results[0][2]]
     for k, st in enumerate(steps):
-        cells = [statistics.mean(h[k]["val"] for i, _, h, _ in results if i == impl) for impl in args.impl]
+        cells = [statistics.mean(h[k]["val"] for i, _, h, _, _ in results if i == impl) for impl in args.impl]
         lines.append(f"| {st} | " + " | ".join(f"{c:.4f}" for c in cells) + " |")
     write_report(args.out, lines)
 

@@ -115,26 +115,21 @@ def jit_inline(fn):  # noqa: ANN001, ANN201
     return numba.njit(cache=True, error_model="numpy", fastmath=FASTMATH, inline="always")(fn)
 
 
-@intrinsic
-def _int32_bits_as_float32(typingctx, i):  # noqa: ANN001, ANN202
-    """Reinterpret the bits of an int32 as a float32 (a no-op instruction, so loops still vectorise)."""
-    sig = types.float32(types.int32)
+def _bitcast(src: types.Type, dst: types.Type) -> Callable:
+    """An intrinsic that reinterprets the bits of a src value as a dst value of the same width (a no-op
+    instruction, so loops around it still vectorise)."""
+    @intrinsic
+    def bitcast(typingctx, x):  # noqa: ANN001, ANN202
+        def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+            return builder.bitcast(args[0], context.get_value_type(dst))
 
-    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
-        return builder.bitcast(args[0], context.get_value_type(types.float32))
+        return dst(src), codegen
 
-    return sig, codegen
+    return bitcast
 
 
-@intrinsic
-def _float32_bits_as_int32(typingctx, x):  # noqa: ANN001, ANN202
-    """Reinterpret the bits of a float32 as an int32 (a no-op instruction)."""
-    sig = types.int32(types.float32)
-
-    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
-        return builder.bitcast(args[0], context.get_value_type(types.int32))
-
-    return sig, codegen
+_int32_bits_as_float32 = _bitcast(types.int32, types.float32)
+_float32_bits_as_int32 = _bitcast(types.float32, types.int32)
 
 
 @jit_inline
