@@ -398,6 +398,19 @@ def test_half_splitter_runs_each_half_once_and_passes_errors_on():
     splitter.run(record, 4)  # and the splitter still works afterwards
     assert sorted(seen) == [(0, 2, False), (2, 4, True)]
 
+    # the late answer of an interrupted call is not taken for the next call's
+    import time
+
+    splitter._done.put((-1, None))
+
+    def slow_first(lo, hi):
+        if lo == 0:
+            time.sleep(0.05)
+        seen.append((lo, hi))
+    seen.clear()
+    splitter.run(slow_first, 4)
+    assert sorted(seen) == [(0, 2), (2, 4)]
+
 
 _ROW_MAX = []
 
@@ -411,7 +424,6 @@ def test_row_max_equals_numpy_max(n, dt, specials, seed):
     signed zeros, denormals and the largest magnitudes; -inf for an empty row."""
     if not _ROW_MAX:
         import numba
-
         from minitransformer.kernels.cpu._jit import row_max
 
         _ROW_MAX.append(numba.njit(lambda row, n: row_max(row, n)))

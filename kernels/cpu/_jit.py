@@ -42,11 +42,14 @@ class HalfSplitter:
     """Runs fn(0, n // 2) on a helper thread while the calling thread runs fn(n // 2, n), for work made of
     many small BLAS calls (NumPy's batched matmul keeps to one core; its BLAS calls and `sjit` kernels release
     the GIL, so the two halves run on two cores). One helper thread, started on first use and again after a
-    fork; a call that finds it busy (another thread of the caller is using it) runs both halves itself."""
+    fork; a call that finds it busy (another thread of the caller is using it) runs both halves itself.
+    Each job carries a number and the caller waits for its own: if a wait was interrupted (Ctrl-C), the late
+    answer of that job is skipped instead of being taken for the next one's."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pid = -1
+        self._seq = 0
 
     def _start(self) -> None:
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
@@ -58,12 +61,12 @@ class HalfSplitter:
     @staticmethod
     def _serve(jobs: queue.SimpleQueue, done: queue.SimpleQueue) -> None:
         while True:
-            fn, lo, hi = jobs.get()
+            seq, fn, lo, hi = jobs.get()
             try:
                 fn(lo, hi)
-                done.put(None)
+                done.put((seq, None))
             except BaseException as e:  # noqa: BLE001 - handed to the caller, which raises it
-                done.put(e)
+                done.put((seq, e))
 
     def run(self, fn: Callable[[int, int], None], n: int) -> None:
         half = n // 2
@@ -73,11 +76,15 @@ class HalfSplitter:
         try:
             if self._pid != os.getpid():
                 self._start()
-            self._jobs.put((fn, 0, half))
+            self._seq += 1
+            self._jobs.put((self._seq, fn, 0, half))
             try:
                 fn(half, n)
             finally:
-                err = self._done.get()                  # always wait: the helper is still writing its half
+                while True:                             # always wait: the helper is still writing its half
+                    seq, err = self._done.get()
+                    if seq == self._seq:
+                        break
             if err is not None:
                 raise err
         finally:
