@@ -27,7 +27,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _report import write_report  # benchmarks/ is the script's folder
+from _report import peak_rss_mb, write_report  # benchmarks/ is the script's folder
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, dropout=0.0, bias=False,
@@ -211,11 +211,8 @@ def same_batches_val(ours, theirs, path: str) -> tuple[float, float]:  # noqa: A
 
 
 def worker(impl: str, path: str, seed: int) -> None:
-    import resource
-
     history = run_ours(path, seed) if impl == "ours" else run_torch(path, seed)
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # peak of the whole run, in MiB (Linux: KiB)
-    print(json.dumps({"history": history, "rss_mb": rss_mb}))
+    print(json.dumps({"history": history, "rss_mb": peak_rss_mb()}))
 
 
 def launch(impl: str, path: str, seed: int) -> tuple[str, int, list[dict], float, float]:

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from _report import write_report  # benchmarks/ is the script's folder
+from _report import peak_rss_mb, write_report  # benchmarks/ is the script's folder
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {"baby": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, vocab_size=65),
@@ -128,10 +128,7 @@ def worker(threads: int, config: str, which: list[str], reps: int) -> dict:
             t0 = time.perf_counter()
             f()
             times[k].append(time.perf_counter() - t0)
-    import resource
-
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {k: statistics.median(v) * 1e3 for k, v in times.items()} | {"rss_mb": rss_mb}
+    return {k: statistics.median(v) * 1e3 for k, v in times.items()} | {"rss_mb": peak_rss_mb()}
 
 
 def run_worker(threads: int, config: str, which: list[str], reps: int) -> dict:
