@@ -5,8 +5,11 @@ v1  row-streaming, pure Numba (below): simple, O(TILE) extra memory per row, but
     separate dot product, so it runs no faster than the reference's BLAS calls.
 v2  tiled with BLAS (in production): blocks of BQ queries against tiles of BK keys; the tile products (Q K^T, P V and
     the five products of the backward) go to NumPy's batched matmul, and everything between them (mask,
-    online softmax, rescaling, dS) is one parallel Numba pass over the tile. Tiles above the diagonal are
-    skipped when causal, and a causal row stops at the diagonal inside the tile on it. q, k, v may have any
+    online softmax, rescaling, dS) is one Numba pass over the tile. Tiles above the diagonal are skipped
+    when causal; inside the tile on the diagonal, keys after it are cut by a select. NumPy's batched matmul
+    runs its BLAS calls one after another on one core, so with two threads or more the first leading
+    dimension is split in two halves that run side by side, one on a helper thread (_jit.HalfSplitter),
+    with serial builds of the tile kernels that release the GIL. q, k, v may have any
     leading dims and strides (BLAS reads the (B, nh, T, hs) head views of a packed qkv buffer directly), the
     output is allocated in q's memory order, and the backward can write into given gradient views; the first
     product into each gradient tile is written in place (matmul's out=), later ones added.
