@@ -27,7 +27,7 @@ def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float, norm
     norm_type = float(norm_type)
     if math.isinf(norm_type):
         total = max(float(xp.abs(g).max()) for g in grads)
-    elif norm_type == 2.0 and grads[0].dtype in (np.float32, np.float64):
+    elif norm_type == 2.0 and all(g.dtype in (np.float32, np.float64) for g in grads):
         # BLAS dot per gradient (its many partial sums keep ~1e-8 relative precision at these sizes, 50x
         # faster than squaring a float64 copy); the per-gradient sums are added as Python floats (float64)
         total = math.sqrt(sum(float(xp.vdot(g, g)) for g in grads))
