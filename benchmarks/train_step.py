@@ -192,7 +192,8 @@ def main() -> None:
              f"PyTorch {torch_v or 'not installed'}. Step = forward + cross-entropy + backward + clip_grad_norm_ + "
              "AdamW; medians of alternating steps in one process (columns 3-5; passive OpenMP waiting, which "
              "minitransformer sets and without which the pools of the two libraries fight), and of each library "
-             f"alone in its own process with its own defaults, the two processes alternating {args.rounds} times, median of "
+             f"alone in its own process with its own defaults, the two processes alternating {args.rounds} times, "
+             "median of "
              "the process medians (columns 6-7, which also give the peak RSS). Thread count as in column 2 "
              "(OMP/OPENBLAS/NUMBA_NUM_THREADS and torch.set_num_threads).", "",
              "| config | threads | minitransformer ms/step | PyTorch ms/step | ratio (ours / torch) | "
