@@ -5,24 +5,31 @@
 
 #define FULL_MASK 0xffffffffu
 
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
+// A reduction is an operation and its identity: the value a thread that holds nothing contributes.
+struct SumOp {
+    __device__ __forceinline__ float operator()(float a, float b) const { return a + b; }
+    __device__ __forceinline__ static float identity() { return 0.0f; }
+};
+struct MaxOp {
+    __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }
+    __device__ __forceinline__ static float identity() { return -INFINITY; }
+};
+
+template <typename Op>
+__device__ __forceinline__ float warp_reduce(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = Op()(v, __shfl_xor_sync(FULL_MASK, v, o));
     return v;
 }
 
-__device__ __forceinline__ float warp_max(float v) {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(FULL_MASK, v, o));
-    return v;
-}
-
-// The sum over the block; `shared` holds at least 32 floats. Every thread gets the result.
-__device__ __forceinline__ float block_sum(float v, float* shared) {
+// The reduction over the block; `shared` holds at least 32 floats. Every thread gets the result.
+template <typename Op>
+__device__ __forceinline__ float block_reduce(float v, float* shared) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-    v = warp_sum(v);
+    v = warp_reduce<Op>(v);
     if (lane == 0) shared[warp] = v;
     __syncthreads();
-    v = (threadIdx.x < nwarps) ? shared[threadIdx.x] : 0.0f;
-    if (warp == 0) v = warp_sum(v);
+    v = (threadIdx.x < nwarps) ? shared[threadIdx.x] : Op::identity();
+    if (warp == 0) v = warp_reduce<Op>(v);
     if (threadIdx.x == 0) shared[0] = v;
     __syncthreads();
     v = shared[0];
@@ -30,19 +37,10 @@ __device__ __forceinline__ float block_sum(float v, float* shared) {
     return v;
 }
 
-__device__ __forceinline__ float block_max(float v, float* shared) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-    v = warp_max(v);
-    if (lane == 0) shared[warp] = v;
-    __syncthreads();
-    v = (threadIdx.x < nwarps) ? shared[threadIdx.x] : -INFINITY;
-    if (warp == 0) v = warp_max(v);
-    if (threadIdx.x == 0) shared[0] = v;
-    __syncthreads();
-    v = shared[0];
-    __syncthreads();
-    return v;
-}
+__device__ __forceinline__ float warp_sum(float v) { return warp_reduce<SumOp>(v); }
+__device__ __forceinline__ float warp_max(float v) { return warp_reduce<MaxOp>(v); }
+__device__ __forceinline__ float block_sum(float v, float* shared) { return block_reduce<SumOp>(v, shared); }
+__device__ __forceinline__ float block_max(float v, float* shared) { return block_reduce<MaxOp>(v, shared); }
 
 // Online softmax state (running max m, sum s of exp(x - m)) and its merge; -inf maxima stay exact.
 struct MaxSum {
