@@ -109,8 +109,9 @@ PARALLEL_MIN = 1 << 19
 
 
 def serial_and_parallel(fn: Callable) -> tuple[Callable, Callable]:
-    """Two builds of one kernel function: serial (prange runs as range) and parallel."""
-    return jit(renamed(fn, "_serial")), pjit(fn)
+    """Two builds of one kernel function, indexed by `parallel`: serial (prange runs as range, and the GIL is
+    released, so HalfSplitter's two threads can run it side by side) and parallel."""
+    return sjit(renamed(fn, "_serial")), pjit(fn)
 
 
 def rows(a):  # noqa: ANN001, ANN201

@@ -37,7 +37,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._jit import HalfSplitter, fexp, pjit, prange, renamed, row_max, serial_and_parallel, sjit
+from ._jit import HalfSplitter, fexp, pjit, prange, row_max, serial_and_parallel
 
 TILE = 64
 
@@ -242,8 +242,8 @@ def _probs_and_ds_impl(s, dp, mask, has_mask, mrow0, causal, i0, j0, lse, D, sca
 
 # Each tile kernel is built twice: parallel over the tile's rows (the whole batch in one call), and serial
 # without the GIL for the split below, where each half of the batch runs in its own Python thread.
-_TILE_KERNELS = {False: (pjit(_softmax_update_impl), pjit(_probs_and_ds_impl)),
-                 True: (sjit(renamed(_softmax_update_impl, "_serial")), sjit(renamed(_probs_and_ds_impl, "_serial")))}
+_SOFTMAX_UPDATE = serial_and_parallel(_softmax_update_impl)
+_PROBS_AND_DS = serial_and_parallel(_probs_and_ds_impl)
 
 
 SPLIT_BATCH: bool | None = None  # None: decide by the thread count; True/False force it (the tests use both)
@@ -275,12 +275,12 @@ def attention_forward(q, k, v, mask, scale, causal):  # noqa: ANN001, ANN201
     out = _layout_like(q, lead + (L, Ev))
     lse = np.empty(lead + (L,), dt)
     if not _halves(lead[0] if lead else 0):
-        _forward_into(q, k, v, m_arr, has_mask, scale, causal, out, lse, False)
+        _forward_into(q, k, v, m_arr, has_mask, scale, causal, out, lse, True)
         return out, lse
 
     def part(lo, hi):  # noqa: ANN001, ANN202
         _forward_into(q[lo:hi], k[lo:hi], v[lo:hi], _mask_rows(m_arr, lead, lo, hi), has_mask, scale, causal,
-                      out[lo:hi], lse[lo:hi], True)
+                      out[lo:hi], lse[lo:hi], False)
     _SPLITTER.run(part, lead[0])
     return out, lse
 
@@ -293,8 +293,8 @@ def _mask_rows(m_arr, lead, lo, hi):  # noqa: ANN001, ANN202
     return m_arr[lo * per:hi * per]
 
 
-def _forward_into(q, k, v, m_arr, has_mask, scale, causal, out, lse, serial):  # noqa: ANN001, ANN202
-    softmax_update = _TILE_KERNELS[serial][0]
+def _forward_into(q, k, v, m_arr, has_mask, scale, causal, out, lse, parallel):  # noqa: ANN001, ANN202
+    softmax_update = _SOFTMAX_UPDATE[parallel]
     lead, (L, _), (S, Ev) = q.shape[:-2], q.shape[-2:], v.shape[-2:]
     Bn = int(np.prod(lead, dtype=np.int64))
     dt = q.dtype
@@ -334,19 +334,19 @@ def attention_backward(dout, q, k, v, out, lse, mask, scale, causal, grads=None)
     scale = dt.type(scale)
     dq, dk, dv = grads if grads is not None else (np.zeros_like(q), np.zeros_like(k), np.zeros_like(v))
     if not _halves(lead[0] if lead else 0):
-        _backward_into(dout, q, k, v, out, lse, m_arr, has_mask, scale, causal, dq, dk, dv, False)
+        _backward_into(dout, q, k, v, out, lse, m_arr, has_mask, scale, causal, dq, dk, dv, True)
         return dq, dk, dv
 
     def part(lo, hi):  # noqa: ANN001, ANN202
         _backward_into(dout[lo:hi], q[lo:hi], k[lo:hi], v[lo:hi], out[lo:hi], lse[lo:hi],
                        _mask_rows(m_arr, lead, lo, hi), has_mask, scale, causal, dq[lo:hi], dk[lo:hi], dv[lo:hi],
-                       True)
+                       False)
     _SPLITTER.run(part, lead[0])
     return dq, dk, dv
 
 
-def _backward_into(dout, q, k, v, out, lse, m_arr, has_mask, scale, causal, dq, dk, dv, serial):  # noqa: ANN001, ANN202
-    probs_and_ds = _TILE_KERNELS[serial][1]
+def _backward_into(dout, q, k, v, out, lse, m_arr, has_mask, scale, causal, dq, dk, dv, parallel):  # noqa: ANN001, ANN202
+    probs_and_ds = _PROBS_AND_DS[parallel]
     lead, L, S = q.shape[:-2], q.shape[-2], k.shape[-2]
     Bn = int(np.prod(lead, dtype=np.int64))
     D = np.einsum("...e,...e->...", dout, out).reshape(Bn, L)               # rowsum(p * dp), one pass
