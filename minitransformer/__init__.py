@@ -68,10 +68,16 @@ def _mount_kernels() -> None:
 
 _mount_kernels()
 
-from . import backend, nn, ops, optim, tokenizers  # noqa: E402
+# amp, backends, cuda, distributed: PyTorch's namespaces (docs/pytorch.md)
+from . import amp, backend, backends, cuda, distributed, nn, ops, optim, tokenizers  # noqa: E402
 from . import methods as _methods  # noqa: E402,F401  (binds ops to Tensor)
+from .amp import autocast, is_autocast_enabled  # noqa: E402
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled  # noqa: E402
+from .autograd import no_grad as inference_mode  # noqa: E402  (no views to protect here: the same switch)
+from .backends import get_float32_matmul_precision, set_float32_matmul_precision  # noqa: E402
+from .compiler import compile  # noqa: E402
 from .creation import (  # noqa: E402
+    Size,
     arange,
     as_tensor,
     empty,
@@ -98,6 +104,7 @@ from .dtypes import (  # noqa: E402
     ALIASES as _ALIASES,
 )
 from .dtypes import (
+    bfloat16,
     bool_,
     double,
     float16,
@@ -105,16 +112,20 @@ from .dtypes import (
     float64,
     get_default_dtype,
     half,
+    int8,
+    int16,
     int32,
     int64,
     long,
     set_default_dtype,
+    short,
     uint8,
 )
 from .ops import *  # noqa: E402,F403
-from .random import get_rng_state, manual_seed, set_rng_state  # noqa: E402
+from .random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state  # noqa: E402
 from .sentence_encoder import SentenceEncoder  # noqa: E402
 from .tensor import Tensor  # noqa: E402
+from .xp import device  # noqa: E402
 
 globals().update(_ALIASES)  # mt.float (float32), mt.int (int32), mt.bool, as torch spells them
 __version__ = "0.1.0"

@@ -17,6 +17,16 @@ from .tensor import Tensor, to_array
 from .xp import cupy_module, normalize_device, to_device
 
 
+class Size(tuple):
+    """`torch.Size`: a tuple of dimension sizes (`x.size()` returns a plain tuple, which compares equal)."""
+
+    def numel(self) -> int:
+        n = 1
+        for d in self:
+            n *= int(d)
+        return n
+
+
 def _finish(arr: Any, device: Any, requires_grad: bool) -> Tensor:
     if device is not None:
         arr = to_device(arr, normalize_device(device))
@@ -95,36 +105,70 @@ def eye(n: int, m: int | None = None, dtype: Any = None, device: Any = None,
     return Tensor(_xp(device).eye(n, m, dtype=_dtype(dtype)), requires_grad=requires_grad)
 
 
-def randn(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    """Standard normal samples from the global generator (seed it with `manual_seed`)."""
-    return _finish(_random.randn_array(shape_arg(size), _dtype(dtype)), device, requires_grad)
+def randn(*size: Any, generator: _random.Generator | None = None, dtype: Any = None, device: Any = None,
+          requires_grad: bool = False) -> Tensor:
+    """Standard normal samples from the global generator (seed it with `manual_seed`) or from `generator`."""
+    return _finish(_random.randn_array(shape_arg(size), _dtype(dtype), generator), device, requires_grad)
 
 
-def rand(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+def rand(*size: Any, generator: _random.Generator | None = None, dtype: Any = None, device: Any = None,
+         requires_grad: bool = False) -> Tensor:
     """Uniform samples in [0, 1)."""
-    return _finish(_random.rand_array(shape_arg(size), _dtype(dtype)), device, requires_grad)
+    return _finish(_random.rand_array(shape_arg(size), _dtype(dtype), generator), device, requires_grad)
 
 
-def randint(low: int, high: int | None = None, size: Any = (), dtype: Any = None,
-            device: Any = None) -> Tensor:
-    """Integers in [low, high) (or [0, low) when high is omitted); int64 unless dtype says otherwise."""
+def _is_size(x: Any) -> bool:
+    return isinstance(x, (tuple, list)) or (isinstance(x, Tensor) and x.ndim == 1)
+
+
+def randint(*args: Any, size: Any = None, generator: _random.Generator | None = None, dtype: Any = None,
+            device: Any = None, requires_grad: bool = False, low: int | None = None,
+            high: int | None = None) -> Tensor:
+    """Integers drawn uniformly from [low, high), int64 unless `dtype` says otherwise. PyTorch's two forms:
+    `randint(high, size)` and `randint(low, high, size)` (size positional or keyword; low defaults to 0)."""
+    if size is None and args and _is_size(args[-1]):
+        *args, size = args
+    if len(args) == 2:
+        low, high = args
+    elif len(args) == 1 and high is None:
+        high = args[0]
+    elif len(args) == 1:
+        low = args[0]
+    elif args:
+        raise TypeError(f"randint: expected randint(high, size) or randint(low, high, size), got {len(args)} "
+                        "positional arguments before the size")
     if high is None:
-        low, high = 0, low
-    arr = _random.generator().integers(low, high, size=shape_arg((size,)), dtype=np.int64)
+        raise TypeError("randint: missing the upper bound `high` (randint(high, size) or randint(low, high, size))")
+    if size is None:
+        raise TypeError("randint: missing `size`, e.g. randint(10, (3,)) or randint(0, 10, size=(3,))")
+    low = 0 if low is None else low
+    low, high = int(low), int(high)
+    if low >= high:
+        raise ValueError(f"randint: low ({low}) must be less than high ({high}); the range is [low, high)")
+    if requires_grad:
+        raise RuntimeError("randint: integer tensors cannot require gradients")
+    arr = _random.rng_of(generator).integers(low, high, size=shape_arg((size,)), dtype=np.int64)
     return _finish(arr.astype(np.dtype(dtype or np.int64), copy=False), device, False)
 
 
-def randperm(n: int, dtype: Any = None, device: Any = None) -> Tensor:
-    return _finish(_random.generator().permutation(n).astype(np.dtype(dtype or np.int64)), device, False)
+def randperm(n: int, *, generator: _random.Generator | None = None, dtype: Any = None,
+             device: Any = None, requires_grad: bool = False) -> Tensor:
+    """A random permutation of 0..n-1 (int64)."""
+    arr = _random.rng_of(generator).permutation(int(n)).astype(np.dtype(dtype or np.int64))
+    return _finish(arr, device, requires_grad)
 
 
-def multinomial(input: Tensor, num_samples: int, replacement: bool = False) -> Tensor:
+def multinomial(input: Tensor, num_samples: int, replacement: bool = False, *,
+                generator: _random.Generator | None = None) -> Tensor:
     """Draw indices from the rows of `input` (non-negative weights, (C,) or (B, C)) -> int64."""
     probs = to_device(input.data, "cpu").astype(np.float64)
     rows = probs.reshape(-1, probs.shape[-1])
     if np.any(rows < 0) or not np.all(np.isfinite(rows)):
         raise ValueError("multinomial: weights must be finite and non-negative")
-    rng = _random.generator()
+    if not replacement and num_samples > rows.shape[-1]:
+        raise ValueError(f"multinomial: cannot draw {num_samples} samples without replacement from "
+                         f"{rows.shape[-1]} categories")
+    rng = _random.rng_of(generator)
     out = np.empty((rows.shape[0], num_samples), dtype=np.int64)
     for i, row in enumerate(rows):
         total = row.sum()

@@ -1,5 +1,11 @@
 """dtype names as PyTorch spells them (mt.float32, mt.long, ...), mapped to NumPy dtypes, and the
-default floating dtype (float32) that Python floats and new random tensors get."""
+default floating dtype (float32) that Python floats and new random tensors get.
+
+`bfloat16` is NumPy's dtype from the optional `ml_dtypes` package (`pip install ml_dtypes`, or the
+`minitransformer[bf16]` extra). Without it `mt.bfloat16` still exists, so code that only names it (a
+`{"bfloat16": torch.bfloat16, ...}` table) runs; using it to make or cast a tensor raises a TypeError that
+says what to install.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,29 @@ int32 = np.dtype("int32")
 int64 = long = np.dtype("int64")
 uint8 = np.dtype("uint8")
 bool_ = np.dtype("bool")
+int8 = np.dtype("int8")
+int16 = short = np.dtype("int16")
+
+
+class _MissingBFloat16:
+    """Stands for bfloat16 when ml_dtypes is missing: harmless to name, a clear error when used."""
+
+    _why = "bfloat16 needs the optional ml_dtypes package: pip install ml_dtypes (or minitransformer[bf16])"
+
+    @property
+    def dtype(self) -> np.dtype:  # NumPy's np.dtype(obj) reads this attribute, so every use ends here
+        raise TypeError(self._why)
+
+    def __repr__(self) -> str:
+        return "minitransformer.bfloat16 (unavailable: pip install ml_dtypes)"
+
+
+try:
+    import ml_dtypes
+
+    bfloat16: Any = np.dtype(ml_dtypes.bfloat16)
+except ImportError:
+    bfloat16 = _MissingBFloat16()
 
 # torch.float / torch.int / torch.bool; exported under those names by the package
 ALIASES = {"float": float32, "int": int32, "bool": bool_}
@@ -34,5 +63,11 @@ def set_default_dtype(dtype: Any) -> None:
     _default["dtype"] = d
 
 
+def as_dtype(dtype: Any) -> np.dtype:
+    """NumPy's dtype for a torch-style name or dtype (mt.float32, "float32", np.float32, mt.bfloat16)."""
+    return np.dtype(dtype)
+
+
 def is_floating(dtype: Any) -> bool:
-    return np.dtype(dtype).kind == "f"
+    d = np.dtype(dtype)
+    return d.kind == "f" or d.name == "bfloat16"

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from . import autograd
-from .dtypes import float16, float32, float64, get_default_dtype, int32, int64, is_floating
-from .xp import array_module, device_of, normalize_device, to_device
+from .dtypes import as_dtype, float16, float32, float64, get_default_dtype, int32, int64, is_floating
+from .xp import array_module, device, device_of, normalize_device, to_device
 
 
 def to_array(data: Any, dtype: Any = None, device: str | None = None) -> Any:
@@ -90,8 +90,9 @@ class Tensor:
         return self.data.dtype
 
     @property
-    def device(self) -> str:
-        return device_of(self.data)
+    def device(self) -> device:
+        """`mt.device("cpu")` or `mt.device("cuda")`: a `str` subclass, so it compares equal to "cpu"."""
+        return device(device_of(self.data))
 
     @property
     def is_leaf(self) -> bool:
@@ -164,6 +165,20 @@ class Tensor:
 
     __hash__ = object.__hash__
 
+    def __format__(self, spec: str) -> str:
+        """`f"{loss:.4f}"` formats a one-element tensor as its number (as PyTorch); no spec gives repr."""
+        if self.data.size == 1 and self.data.ndim == 0:
+            return format(self.item(), spec)
+        if not spec:
+            return str(self)
+        raise TypeError(f"unsupported format string {spec!r} for a tensor of shape {self.shape}: only a 0-d "
+                        "tensor formats as a number (use .item() or .tolist())")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle the values and requires_grad (not the graph), as PyTorch does; used by DataLoader workers."""
+        return (_rebuild_tensor, (to_device(self.data, "cpu"), self._requires_grad and self._ctx is None,
+                                  device_of(self.data)))
+
     def __repr__(self) -> str:
         body = np.array2string(to_device(self.data, "cpu"), separator=", ", prefix="tensor(")
         extras = []
@@ -224,9 +239,15 @@ class Tensor:
     # ----------------------------------------------------------------------------------------------
     # devices and dtypes
     def to(self, *args: Any, **kwargs: Any) -> Tensor:
-        """`t.to(dtype)`, `t.to(device)`, `t.to(device, dtype)` or `t.to(other_tensor)`."""
+        """`t.to(dtype)`, `t.to(device)`, `t.to(device, dtype)` or `t.to(other_tensor)`.
+
+        `non_blocking` and `memory_format` are accepted for PyTorch's signature: a NumPy copy is synchronous
+        and every tensor is C-ordered here. `copy=True` always returns a new tensor."""
         dtype = kwargs.pop("dtype", None)
         device = kwargs.pop("device", None)
+        kwargs.pop("non_blocking", None)
+        kwargs.pop("memory_format", None)
+        copy = bool(kwargs.pop("copy", False))
         if kwargs:
             raise TypeError(f"to() got unexpected arguments {sorted(kwargs)}")
         for a in args:
@@ -243,21 +264,35 @@ class Tensor:
             else:
                 dtype = a
         out = self
-        if dtype is not None and np.dtype(dtype) != self.data.dtype:
+        if dtype is not None and as_dtype(dtype) != self.data.dtype:
             from .ops.arith import cast
 
-            out = cast(out, np.dtype(dtype))
+            out = cast(out, as_dtype(dtype))
         if device is not None and normalize_device(device) != out.device:
             from .ops.arith import move
 
             out = move(out, normalize_device(device))
+        if copy and out is self:
+            from .ops.shape import clone
+
+            out = clone(self)
         return out
 
-    def cpu(self) -> Tensor:
+    def cpu(self, memory_format: Any = None) -> Tensor:
         return self.to("cpu")
 
-    def cuda(self) -> Tensor:
-        return self.to("cuda")
+    def cuda(self, device: Any = None, non_blocking: bool = False, memory_format: Any = None) -> Tensor:
+        return self.to("cuda" if device is None else device)
+
+    def pin_memory(self, device: Any = None) -> Tensor:
+        """The tensor itself: page-locked memory speeds host-to-GPU copies in CUDA's own allocator, which
+        NumPy does not use, so there is nothing to pin. Accepted so PyTorch's input pipelines run unchanged."""
+        if self.device != "cpu":
+            raise RuntimeError("cannot pin a cuda tensor: only CPU tensors can be pinned")
+        return self
+
+    def is_pinned(self, device: Any = None) -> bool:
+        return False
 
     def float(self) -> Tensor:
         return self.to(float32)
@@ -351,18 +386,20 @@ class Tensor:
         self.data[...] = array_module(self.data).where(m, self._operand(value), self.data)
         return self
 
-    def normal_(self, mean: float = 0.0, std: float = 1.0) -> Tensor:
+    def normal_(self, mean: float = 0.0, std: float = 1.0, *, generator: Any = None) -> Tensor:
         from .random import randn_array
 
         self._begin_inplace("normal_")
-        self.data[...] = mean + std * to_device(randn_array(self.shape, self.data.dtype), self.device)
+        draw = randn_array(self.shape, self.data.dtype, generator)
+        self.data[...] = mean + std * to_device(draw, self.device)
         return self
 
-    def uniform_(self, a: float = 0.0, b: float = 1.0) -> Tensor:
+    def uniform_(self, a: float = 0.0, b: float = 1.0, *, generator: Any = None) -> Tensor:
         from .random import rand_array
 
         self._begin_inplace("uniform_")
-        self.data[...] = a + (b - a) * to_device(rand_array(self.shape, self.data.dtype), self.device)
+        draw = rand_array(self.shape, self.data.dtype, generator)
+        self.data[...] = a + (b - a) * to_device(draw, self.device)
         return self
 
     def __setitem__(self, index: Any, value: Any) -> None:
@@ -382,3 +419,8 @@ class Tensor:
 
     def __itruediv__(self, other: Any) -> Tensor:
         return self.div_(other)
+
+
+def _rebuild_tensor(data: Any, requires_grad: bool, device_name: str = "cpu") -> Tensor:
+    """Unpickling side of `Tensor.__reduce__`."""
+    return Tensor(to_device(data, device_name) if device_name != "cpu" else data, requires_grad=requires_grad)

@@ -48,6 +48,46 @@ def device_of(a: Any) -> str:
     return "cuda" if type(a).__module__.startswith("cupy") else "cpu"
 
 
+class device(str):  # noqa: N801 (torch's name)
+    """A device name as `torch.device` spells it: `mt.device("cuda", 0)`, `mt.device("cuda:0")`, `mt.device("cpu")`.
+
+    It is a `str` (its value is the name, "cpu" or "cuda[:index]"), so everywhere a device string is accepted
+    a device is too, and `t.device == "cpu"` keeps working; `.type` and `.index` are torch's attributes.
+    """
+
+    def __new__(cls, type: Any, index: int | None = None) -> device:  # noqa: A002 (torch's argument name)
+        name = str(type)
+        kind, _, idx = name.partition(":")
+        if kind not in ("cpu", "cuda", "mps", "meta"):
+            raise ValueError(f"unknown device type {kind!r}; expected 'cpu' or 'cuda' (as in 'cuda:0')")
+        if idx and index is not None:
+            raise ValueError(f"device {name!r} already has an index; do not pass index={index} too")
+        if idx:
+            if not idx.isdigit():
+                raise ValueError(f"device index in {name!r} must be a non-negative integer")
+            index = int(idx)
+        if index is not None and (not isinstance(index, int) or index < 0):
+            raise ValueError(f"device index must be a non-negative integer, got {index!r}")
+        obj = super().__new__(cls, kind if index is None else f"{kind}:{index}")
+        obj._type, obj._index = kind, index
+        return obj
+
+    @property
+    def type(self) -> str:
+        return self._type
+
+    @property
+    def index(self) -> int | None:
+        return self._index
+
+    def __repr__(self) -> str:
+        return f"device(type='{self._type}')" if self._index is None else \
+            f"device(type='{self._type}', index={self._index})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (device, (str(self),))
+
+
 def normalize_device(device: Any) -> str:
     """Accept 'cpu', 'cuda', 'cuda:0' (or None for cpu) and return 'cpu' or 'cuda'."""
     if device is None:

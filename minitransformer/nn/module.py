@@ -275,6 +275,10 @@ class Module:
     def to(self, *args: Any, **kwargs: Any) -> Module:
         """Move parameters and buffers to a device and/or cast floating ones to a dtype, in place."""
         dtype, device = kwargs.pop("dtype", None), kwargs.pop("device", None)
+        kwargs.pop("non_blocking", None)  # a NumPy or CuPy copy here is synchronous either way
+        kwargs.pop("memory_format", None)
+        if kwargs:
+            raise TypeError(f"Module.to() got unexpected arguments {sorted(kwargs)}")
         for a in args:
             if isinstance(a, str) and (a == "cpu" or a.startswith("cuda")):
                 device = a
@@ -301,8 +305,8 @@ class Module:
     def cpu(self) -> Module:
         return self.to("cpu")
 
-    def cuda(self) -> Module:
-        return self.to("cuda")
+    def cuda(self, device: Any = None) -> Module:
+        return self.to("cuda" if device is None else device)
 
     # ---- calling and printing ----------------------------------------------------------------------
     def forward(self, *args: Any, **kwargs: Any) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..autograd import Function
+from ..dtypes import is_floating
 from ..tensor import Tensor
 from ..xp import array_module, to_device
 from .base import broadcast_shape, operands, quiet, unbroadcast
@@ -295,7 +296,7 @@ class Cast(Function):
         return x.astype(dtype)
 
     def backward(self, dout):
-        return (dout.astype(self.in_dtype) if self.in_dtype.kind == "f" else None,)
+        return (dout.astype(self.in_dtype) if is_floating(self.in_dtype) else None,)  # bfloat16 included
 
 
 class Move(Function):

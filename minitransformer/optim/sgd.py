@@ -15,7 +15,11 @@ from .optimizer import Optimizer
 
 class SGD(Optimizer):
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False) -> None:
+                 weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False,
+                 foreach: bool | None = None, differentiable: bool = False, fused: bool | None = None) -> None:
+        # foreach/fused: PyTorch's implementation choices, accepted; the update here is one loop either way
+        if differentiable:
+            raise NotImplementedError("SGD(differentiable=True) is not supported: the step is not recorded")
         if lr < 0 or momentum < 0 or weight_decay < 0:
             raise ValueError(f"invalid SGD options: lr={lr}, momentum={momentum}, weight_decay={weight_decay}")
         if nesterov and (momentum <= 0 or dampening != 0):
