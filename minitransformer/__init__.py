@@ -128,4 +128,11 @@ from .tensor import Tensor  # noqa: E402
 from .xp import device  # noqa: E402
 
 globals().update(_ALIASES)  # mt.float (float32), mt.int (int32), mt.bool, as torch spells them
+
+# a ported PyTorch script that reaches for something missing gets an error naming the torch feature
+from .porting import install_finder as _install_finder  # noqa: E402
+from .porting import unsupported_attribute as _unsupported  # noqa: E402
+
+__getattr__ = _unsupported(__name__)
+_install_finder()
 __version__ = "0.1.0"

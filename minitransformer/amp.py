@@ -255,3 +255,8 @@ def is_autocast_available(device_type: str) -> bool:
 
 
 __all__ = ["GradScaler", "autocast", "is_autocast_enabled", "get_autocast_dtype", "is_autocast_available"]
+
+
+from .porting import unsupported_attribute as _unsupported  # noqa: E402
+
+__getattr__ = _unsupported(__name__)  # a missing torch name: one error that says so

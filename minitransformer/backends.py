@@ -140,3 +140,8 @@ def get_float32_matmul_precision() -> str:
 
 
 _precision: dict[str, Any] = {"value": "highest"}
+
+
+from .porting import unsupported_attribute as _unsupported  # noqa: E402
+
+__getattr__ = _unsupported(__name__)  # a missing torch name: one error that says so

@@ -13,10 +13,13 @@ stream alone.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from . import amp as amp  # mt.cuda.amp.GradScaler / autocast, as torch.cuda.amp
 from .xp import cupy_module, device
+
+sys.modules[__name__ + ".amp"] = amp  # `from torch.cuda.amp import autocast` names it as a submodule
 
 _state: dict[str, Any] = {"seed": None, "device": 0}
 
@@ -145,3 +148,8 @@ def memory_reserved(dev: Any = None) -> int:
 def max_memory_allocated(dev: Any = None) -> int:
     """CuPy keeps no peak counter: the bytes reserved by its pool, which bound the peak from below."""
     return memory_reserved(dev)
+
+
+from .porting import unsupported_attribute as _unsupported  # noqa: E402
+
+__getattr__ = _unsupported(__name__)  # a missing torch name: one error that says so

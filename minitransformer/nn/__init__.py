@@ -44,3 +44,8 @@ __all__ = [
     "TransformerDecoderLayer", "TransformerEncoder", "TransformerEncoderLayer", "functional", "init",
     "sinusoidal_table", "utils",
 ]
+
+
+from ..porting import unsupported_attribute as _unsupported  # noqa: E402
+
+__getattr__ = _unsupported(__name__)  # a missing torch name: one error that says so

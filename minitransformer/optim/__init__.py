@@ -6,3 +6,8 @@ from .optimizer import Optimizer, weight_decay_groups
 from .sgd import SGD
 
 __all__ = ["SGD", "Adam", "AdamW", "Optimizer", "lr_scheduler", "weight_decay_groups"]
+
+
+from ..porting import unsupported_attribute as _unsupported  # noqa: E402
+
+__getattr__ = _unsupported(__name__)  # a missing torch name: one error that says so
