@@ -778,3 +778,41 @@ def test_argument_conflicts_match_torch(kwargs):
 
     assert raises(lambda: DataLoader(Squares(4), **kwargs)) == raises(
         lambda: torch.utils.data.DataLoader(list(range(4)), **kwargs))
+
+
+# ---- DistributedSampler ---------------------------------------------------------------------------------------
+@given(n=st.integers(0, 40), replicas=st.integers(1, 5), drop_last=st.booleans(), seed=st.integers(0, 99),
+       epoch=st.integers(0, 3))
+def test_distributed_sampler_partitions_the_dataset(n, replicas, drop_last, seed, epoch):
+    from minitransformer.utils.data import DistributedSampler
+
+    parts = []
+    for rank in range(replicas):
+        s = DistributedSampler(range(n), replicas, rank, shuffle=True, seed=seed, drop_last=drop_last)
+        s.set_epoch(epoch)
+        parts.append(list(s))
+        assert len(parts[-1]) == len(s)
+    assert len({len(p) for p in parts}) == 1                      # every rank gets the same count
+    everything = [i for p in parts for i in p]
+    if drop_last:
+        assert len(set(everything)) == len(everything) == replicas * (n // replicas)
+    else:
+        assert set(everything) == set(range(n)) and len(everything) == replicas * -(-n // replicas)
+    again = DistributedSampler(range(n), replicas, 0, shuffle=True, seed=seed, drop_last=drop_last)
+    again.set_epoch(epoch)
+    assert list(again) == parts[0]                                # the same permutation on every call
+
+
+def test_distributed_sampler_matches_torch_without_shuffle():
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DistributedSampler as TorchSampler
+
+    from minitransformer.utils.data import DistributedSampler
+
+    for n, replicas, drop_last in [(10, 3, False), (10, 3, True), (7, 4, False), (2, 5, False), (9, 3, True)]:
+        for rank in range(replicas):
+            ours = list(DistributedSampler(range(n), replicas, rank, shuffle=False, drop_last=drop_last))
+            theirs = list(TorchSampler(range(n), replicas, rank, shuffle=False, drop_last=drop_last))
+            assert ours == theirs, (n, replicas, rank, drop_last)
+    with pytest.raises(ValueError, match="rank"):
+        DistributedSampler(range(4), 2, 2)

@@ -19,6 +19,7 @@ from .dataset import (
     TensorDataset,
     random_split,
 )
+from .distributed import DistributedSampler
 from .sampler import (
     BatchSampler,
     RandomSampler,
@@ -30,6 +31,7 @@ from .sampler import (
 from .worker import WorkerInfo, get_worker_info
 
 __all__ = [
+    "DistributedSampler",
     "BatchSampler",
     "ChainDataset",
     "ConcatDataset",
