@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from hypothesis import given
 from hypothesis import strategies as st
 
 import minitransformer as mt
@@ -121,3 +123,143 @@ def test_contiguous_returns_self_when_already_contiguous():
     x = mt.ones(2, 3)
     assert x.contiguous() is x
     assert x.T.contiguous().data.flags.c_contiguous
+
+
+# ------------------------------------------------------------------------------------------------------
+# view: never copies, and raises as PyTorch does when the shape cannot be laid over the strides
+
+VIEW_ERROR = "view size is not compatible with input tensor's size and stride"
+
+
+@st.composite
+def strided_views(draw):
+    """(base shape, permutation, slices, expanded sizes, target): a layout PyTorch can also make (a
+    contiguous base, permuted, sliced with steps and offsets, size-1 dims expanded) and a target shape of the
+    same size, reached by merging, splitting, adding or removing dims, or drawn at random."""
+    base = draw(shapes(min_dims=1, max_dims=4, max_side=4))
+    perm = tuple(draw(st.permutations(range(len(base)))))
+    slices = tuple(draw(st.sampled_from([slice(None), slice(None), slice(None, None, 2), slice(1, None), slice(0, 1)]))
+                   for _ in base)
+    shape = [len(range(*s.indices(n))) for s, n in zip(slices, (base[p] for p in perm), strict=True)]
+    sizes = tuple(draw(st.sampled_from([1, 3])) if n == 1 else n for n in shape)
+    target = list(sizes)
+    for _ in range(draw(st.integers(1, 3))):
+        step = draw(st.sampled_from(["merge", "split", "one", "drop_one", "random"]))
+        if step == "merge" and len(target) > 1:
+            i = draw(st.integers(0, len(target) - 2))
+            target[i:i + 2] = [target[i] * target[i + 1]]
+        elif step == "split" and target:
+            i = draw(st.integers(0, len(target) - 1))
+            f = draw(st.sampled_from([d for d in range(1, target[i] + 1) if target[i] % d == 0] or [1]))
+            target[i:i + 1] = [f, target[i] // f] if target[i] else [0, 1]
+        elif step == "one":
+            target.insert(draw(st.integers(0, len(target))), 1)
+        elif step == "drop_one" and 1 in target:
+            target.remove(1)
+        elif step == "random":
+            n = int(np.prod(target))
+            target = list(draw(st.permutations(_prime_factors(n) if n else [0])))
+    if target and draw(st.booleans()) and 0 not in target:
+        target[draw(st.integers(0, len(target) - 1))] = -1
+    return base, perm, slices, sizes, tuple(target)
+
+
+def _prime_factors(n: int) -> list[int]:
+    out, p = [], 2
+    while n > 1:
+        while n % p == 0:
+            out.append(p)
+            n //= p
+        p += 1
+    return out
+
+
+def _strided(lib, case):
+    base, perm, slices, sizes, _ = case
+    x = lib.tensor(np.arange(float(np.prod(base))).reshape(base))
+    return x.permute(*perm)[slices].expand(*sizes)
+
+
+@given(case=strided_views())
+def test_view_follows_the_stride_rule(case):
+    """NumPy's reshape(copy=False) applies the same rule: the oracle when PyTorch is not installed."""
+    x, target = _strided(mt, case), case[-1]
+    try:
+        expected = np.reshape(x.numpy(), target, copy=False)
+    except ValueError:
+        expected = None
+    if expected is None:
+        with pytest.raises(RuntimeError, match=VIEW_ERROR):
+            x.view(target)
+    else:
+        v = x.view(*target)
+        np.testing.assert_array_equal(v.numpy(), expected)
+        assert v.numel() == 0 or np.shares_memory(v.numpy(), x.numpy())
+    np.testing.assert_array_equal(x.reshape(target).numpy(), np.reshape(x.numpy(), target))
+
+
+def test_view_decides_as_torch_does():
+    torch = pytest.importorskip("torch")
+
+    @given(case=strided_views())
+    def inner(case):
+        x, tx, target = _strided(mt, case), _strided(torch, case), case[-1]
+        try:
+            expected = tx.view(target).numpy()
+        except RuntimeError as err:
+            assert VIEW_ERROR in str(err)
+            expected = None
+        if expected is None:
+            with pytest.raises(RuntimeError, match=VIEW_ERROR):
+                x.view(target)
+        else:
+            np.testing.assert_array_equal(x.view(target).numpy(), expected)
+
+    inner()
+
+
+def test_view_of_transposed_heads_raises_like_torch():
+    B, nh, T, hs = 2, 3, 4, 5
+    y = mt.randn(B, nh, T, hs).transpose(1, 2)              # (B, T, nh, hs), not contiguous
+    with pytest.raises(RuntimeError) as err:
+        y.view(B, T, nh * hs)
+    assert str(err.value) == ("view size is not compatible with input tensor's size and stride (at least one "
+                              "dimension spans across two contiguous subspaces). Use .reshape(...) instead.")
+    expected = np.swapaxes(y.numpy(), 1, 2).reshape(B, nh, T, hs).transpose(0, 2, 1, 3).reshape(B, T, -1)
+    np.testing.assert_array_equal(y.reshape(B, T, nh * hs).numpy(), expected)
+    np.testing.assert_array_equal(y.contiguous().view(B, T, nh * hs).numpy(), expected)
+    # dims the transpose did not touch may still be split or merged
+    v = y.view(B, T, nh, hs // 5, 5)
+    assert np.shares_memory(v.numpy(), y.numpy())
+
+
+def test_view_of_strided_and_expanded_tensors():
+    x = mt.arange(24.0).reshape(4, 6)
+    assert x[:, ::2].view(12).tolist() == list(range(0, 24, 2))  # strides (6, 2): one step of 2 throughout
+    y = x[:, :3]                                             # (4, 3), strides (6, 1): rows with gaps between
+    with pytest.raises(RuntimeError, match=VIEW_ERROR):
+        y.view(12)
+    assert y.view(2, 2, 3).tolist() == y.numpy().reshape(2, 2, 3).tolist()
+    e = mt.ones(3, 1).expand(3, 4)                           # a stride of 0, as torch's expand
+    with pytest.raises(RuntimeError, match=VIEW_ERROR):
+        e.view(12)
+    assert e.view(3, 2, 2).shape == (3, 2, 2)
+    assert mt.ones(2, 3).view(-1).shape == (6,)
+    with pytest.raises(ValueError, match="invalid"):
+        mt.ones(2, 3).view(4)
+
+
+def test_view_shares_memory_and_dtype_views():
+    x = mt.zeros(2, 3)
+    v = x.view(3, 2)
+    with mt.no_grad():
+        v[0, 0] = 5.0
+    assert x[0, 0].item() == 5.0 and v._version is x._version
+    assert x.view(x.dtype) is x
+    with pytest.raises(NotImplementedError, match="view\\(dtype\\)"):
+        x.view(mt.int32)
+
+
+test_view_of_permuted_grad = op_test(lambda x: x.permute(2, 0, 1).view(x.shape[2], -1),
+                                     lambda x: np.transpose(x, (2, 0, 1)).reshape(x.shape[2], -1),
+                                     shapes=shapes(min_dims=3, max_dims=3).map(lambda s: (s,)))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..ops import dropout, embedding, gelu, log_softmax, relu, softmax
+from ..ops import dropout, embedding, gelu, log_softmax, one_hot, pad, relu, softmax
 from ..ops.activation import bias_gelu
 from ..ops.attention import Attention, QKVAttention, additive_mask, attention
 from ..ops.linalg import linear
@@ -23,7 +23,8 @@ from ..xp import array_module
 __all__ = [
     "bias_gelu", "cross_entropy", "ctc_loss", "dropout", "embedding", "gelu", "layer_norm", "linear", "log_softmax",
     "mse_loss",
-    "multi_head_attention_forward", "nll_loss", "qkv_attention", "relu", "scaled_dot_product_attention", "softmax",
+    "multi_head_attention_forward", "nll_loss", "one_hot", "pad", "qkv_attention", "relu",
+    "scaled_dot_product_attention", "softmax",
 ]
 
 

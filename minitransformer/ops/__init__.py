@@ -24,11 +24,13 @@ from .arith import (
     sub,
     tanh,
 )
-from .index import embedding, gather, getitem
+from .einsum import einsum
+from .index import embedding, gather, getitem, one_hot
 from .join import cat, chunk, concat, concatenate, split, stack
 from .linalg import linear, matmul
 from .loss import cross_entropy, ctc_loss, mse_loss, nll_loss
 from .norm import layer_norm
+from .pad import pad
 from .reduce import amax, amin, argmax, argmin, logsumexp, max, mean, min, std, sum, topk, var
 from .select import (
     allclose,
@@ -69,16 +71,16 @@ OPS = (
     "exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "relu", "gelu", "abs", "clamp",
     "sum", "mean", "var", "std", "max", "min", "amax", "amin", "topk", "logsumexp", "softmax",
     "log_softmax",
-    "matmul", "linear", "layer_norm", "cross_entropy", "nll_loss", "mse_loss", "ctc_loss",
+    "matmul", "einsum", "linear", "layer_norm", "cross_entropy", "nll_loss", "mse_loss", "ctc_loss",
     "reshape", "transpose", "permute", "unsqueeze", "squeeze", "expand", "flatten", "contiguous", "clone",
-    "getitem", "gather", "embedding",
+    "pad", "getitem", "gather", "embedding",
     "cat", "stack", "split", "chunk",
     "where", "masked_fill", "tril", "triu", "dropout",
     "cast",
 )
 NON_DIFFERENTIABLE = (
     "argmax", "argmin", "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_not",
-    "isnan", "isfinite", "allclose", "equal",
+    "isnan", "isfinite", "allclose", "equal", "one_hot",
 )
 
 __all__ = [*OPS, *NON_DIFFERENTIABLE, "clip", "concat", "concatenate", "view", "expand_as", "move"]

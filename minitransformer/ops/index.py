@@ -200,3 +200,26 @@ def embedding(input: Any, weight: Tensor, padding_idx: int | None = None) -> Ten
     if padding_idx is not None and padding_idx < 0:
         padding_idx += num
     return Embedding.apply(weight, idx=idx, padding_idx=padding_idx)
+
+
+def one_hot(tensor: Any, num_classes: int = -1) -> Tensor:
+    """torch.nn.functional.one_hot: int64 (*tensor.shape, num_classes) with a 1 at each class index.
+    num_classes=-1 takes the largest value + 1. Not differentiable (the input holds class indices)."""
+    idx = tensor.data if isinstance(tensor, Tensor) else np.asarray(tensor)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"one_hot is only applicable to an integer (index) tensor, got {idx.dtype}")
+    xp = array_module(idx)
+    if idx.size == 0:
+        if num_classes == -1:
+            raise ValueError("one_hot: can not infer the total number of classes from an empty tensor")
+    elif int(idx.min()) < 0:
+        raise ValueError("one_hot: class values must be non-negative")
+    elif num_classes == -1:
+        num_classes = int(idx.max()) + 1
+    elif int(idx.max()) >= num_classes:
+        raise ValueError(f"one_hot: class values must be smaller than num_classes ({num_classes}), got "
+                         f"{int(idx.max())}")
+    if num_classes < 0:
+        raise ValueError(f"one_hot: num_classes must be -1 or non-negative, got {num_classes}")
+    out = idx[..., None] == xp.arange(num_classes)     # (*shape, num_classes)
+    return Tensor(out.astype(np.int64))

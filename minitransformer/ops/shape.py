@@ -2,6 +2,9 @@
 
 None of these changes a value, so each backward only undoes the shape change. Most return views that
 share memory (and a version counter) with their input.
+
+`reshape` copies when it must; `view` never does and raises, as PyTorch's does, when the new shape cannot
+be laid over the input's strides (`view_strides` holds the rule).
 """
 
 from __future__ import annotations
@@ -103,7 +106,71 @@ def reshape(input: Tensor, *shape: Any) -> Tensor:
     return Reshape.apply(input, shape=target)
 
 
-view = reshape
+VIEW_ERROR = ("view size is not compatible with input tensor's size and stride (at least one dimension spans "
+              "across two contiguous subspaces). Use .reshape(...) instead.")
+
+
+def view_strides(shape: tuple[int, ...], strides: tuple[int, ...],
+                 new_shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The strides of `new_shape` laid over memory of (`shape`, `strides`) without a copy, or None.
+
+    PyTorch's rule (`computeStride` in ATen; NumPy's `_attempt_nocopy_reshape` is the same): walking from the
+    last dimension, the old dims split into *chunks*, maximal runs in which each dim's stride is the
+    next one's stride times its size (dims of size 1 never break a run). A view exists iff the new dims
+    can be grouped, in order, into runs whose sizes multiply to exactly each chunk's size: every new dim
+    then lies inside one contiguous chunk. The rule is linear in the strides, so byte strides (NumPy's)
+    work as well as element strides; a stride of 0 (an expanded dim) is an ordinary value here.
+    """
+    if not shape:
+        return (1,) * len(new_shape)
+    numel = 1
+    for n in shape:
+        numel *= n
+    if numel == 0:  # no memory is read: any shape is a view (PyTorch gives it contiguous strides)
+        if shape == new_shape:
+            return strides
+        out, acc = [], 1
+        for n in reversed(new_shape):
+            out.append(acc)
+            acc *= max(n, 1)
+        return tuple(reversed(out))
+    new_strides = [0] * len(new_shape)
+    view_d = len(new_shape) - 1
+    chunk_base = strides[-1]              # stride of the chunk's innermost dim
+    tensor_numel = view_numel = 1
+    for d in range(len(shape) - 1, -1, -1):
+        tensor_numel *= shape[d]
+        chunk_ends = d == 0 or (shape[d - 1] != 1 and strides[d - 1] != tensor_numel * chunk_base)
+        if not chunk_ends:
+            continue
+        # give the chunk the new dims whose sizes multiply up to its size (and any size-1 dims)
+        while view_d >= 0 and (view_numel < tensor_numel or new_shape[view_d] == 1):
+            new_strides[view_d] = view_numel * chunk_base
+            view_numel *= new_shape[view_d]
+            view_d -= 1
+        if view_numel != tensor_numel:
+            return None                   # a new dim straddles two chunks
+        if d > 0:
+            chunk_base = strides[d - 1]
+            tensor_numel = view_numel = 1
+    return tuple(new_strides) if view_d == -1 else None
+
+
+def view(input: Tensor, *shape: Any) -> Tensor:
+    """The same memory seen with another shape (one size may be -1); RuntimeError when that needs a
+    copy, e.g. merging the heads of a transposed (B, nh, T, hs) tensor: call .reshape(...) there."""
+    if len(shape) == 1 and not isinstance(shape[0], (int, np.integer, tuple, list)):
+        if np.dtype(shape[0]) == input.dtype:
+            return input
+        raise NotImplementedError(f"view(dtype): reinterpreting {input.dtype} memory as {np.dtype(shape[0])} "
+                                  "is not supported; use .to(dtype) to convert the values")
+    target = _resolve_shape(shape_arg(shape), input.numel(), input.shape, "view")
+    if view_strides(input.shape, tuple(input.data.strides), target) is None:
+        raise RuntimeError(VIEW_ERROR)
+    if target == input.shape:
+        return input
+    # the rule above is the one NumPy's and CuPy's reshape apply before copying: this never copies
+    return Reshape.apply(input, shape=target)
 
 
 def transpose(input: Tensor, dim0: int, dim1: int) -> Tensor:
