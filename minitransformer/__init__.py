@@ -124,6 +124,7 @@ from .dtypes import (
 from .ops import *  # noqa: E402,F403
 from .random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state  # noqa: E402
 from .sentence_encoder import SentenceEncoder  # noqa: E402
+from .serialization import SerializationError, load, save  # noqa: E402
 from .tensor import Tensor  # noqa: E402
 from .xp import device  # noqa: E402
 
