@@ -59,7 +59,7 @@ _METHODS: dict[str, Any] = {
     "all": _all, "any": _any,
     # linear algebra and shapes
     "matmul": ops.matmul, "reshape": ops.reshape, "view": ops.view, "transpose": ops.transpose,
-    "permute": ops.permute, "unsqueeze": ops.unsqueeze, "squeeze": ops.squeeze, "expand": ops.expand,
+    "permute": ops.permute, "roll": ops.roll, "unsqueeze": ops.unsqueeze, "squeeze": ops.squeeze, "expand": ops.expand,
     "expand_as": ops.expand_as, "flatten": ops.flatten, "contiguous": ops.contiguous, "clone": ops.clone,
     "t": _t,
     # indexing, joining, selection

@@ -55,6 +55,36 @@ test_transpose = op_test(lambda x, d0, d1: x.transpose(d0, d1), lambda x, d0, d1
 test_permute = op_test(lambda x, dims: x.permute(*dims), lambda x, dims: np.transpose(x, dims), shapes=one,
                        kwargs=lambda s: st.permutations(range(len(s[0]))).map(lambda p: {"dims": tuple(p)}))
 test_T = op_test(lambda x: x.T, lambda x: x.T, shapes=one)
+
+
+def _roll_ref(x, shifts, dims):
+    """out[i] = x[(i - shift) mod n] along each rolled dim, by index arithmetic (not np.roll)."""
+    if dims is None:
+        n = x.size
+        return x.reshape(-1)[(np.arange(n) - shifts[0]) % max(n, 1)].reshape(x.shape)
+    for s, d in zip(shifts, dims, strict=True):
+        n = x.shape[d]
+        x = np.take(x, (np.arange(n) - s) % n, axis=d)
+    return x
+
+
+def _roll_kwargs(s):
+    nd = len(s[0])
+    return st.one_of(
+        st.fixed_dictionaries({"shifts": st.tuples(st.integers(-7, 7)), "dims": st.just(None)}),
+        st.lists(st.tuples(st.integers(-7, 7), st.integers(-nd, nd - 1)), min_size=1, max_size=3).map(
+            lambda pairs: {"shifts": tuple(p[0] for p in pairs), "dims": tuple(p[1] for p in pairs)}))
+
+
+test_roll = op_test(lambda x, shifts, dims: x.roll(shifts, dims), _roll_ref, shapes=nd1, kwargs=_roll_kwargs)
+
+
+def test_roll_matches_torch():
+    torch = pytest.importorskip("torch")
+    x = np.arange(24.0).reshape(2, 3, 4)
+    for shifts, dims in [(1, None), (-5, None), (1, 0), ((2, -1), (2, 1)), ((1, 1), (0, 0))]:
+        ours = mt.tensor(x).roll(shifts, dims).numpy()
+        np.testing.assert_array_equal(ours, torch.roll(torch.tensor(x), shifts, dims).numpy())
 test_unsqueeze = op_test(lambda x, dim: x.unsqueeze(dim), lambda x, dim: np.expand_dims(x, dim), shapes=one,
                          kwargs=lambda s: dim_kwargs(s, extra=1))
 test_squeeze_all = op_test(lambda x: x.squeeze(), np.squeeze, shapes=one)

@@ -43,6 +43,25 @@ class Transpose(Function):
         return (array_module(dout).swapaxes(dout, self.d0, self.d1),)
 
 
+class Roll(Function):
+    saves_inputs = ()
+
+    def forward(self, x, shifts, dims):
+        self.shifts, self.dims = shifts, dims
+        xp = array_module(x)
+        if dims is None:  # PyTorch: roll the flattened tensor, then restore the shape
+            return xp.roll(x.reshape(-1), shifts[0]).reshape(x.shape)
+        return xp.roll(x, shifts, axis=dims)
+
+    def backward(self, dout):
+        # rolling is a permutation of positions: its gradient rolls back by the opposite shift
+        xp = array_module(dout)
+        back = tuple(-s for s in self.shifts)
+        if self.dims is None:
+            return (xp.roll(dout.reshape(-1), back[0]).reshape(dout.shape),)
+        return (xp.roll(dout, back, axis=self.dims),)
+
+
 class Permute(Function):
     saves_inputs = ()
     is_view = True
@@ -179,6 +198,21 @@ def transpose(input: Tensor, dim0: int, dim1: int) -> Tensor:
     if d0 == d1:
         return input
     return Transpose.apply(input, d0=d0, d1=d1)
+
+
+def roll(input: Tensor, shifts: Any, dims: Any = None) -> Tensor:
+    """Shift elements along `dims` by `shifts`, wrapping around (`x.roll(1, 0)`); with no dims, along the
+    flattened tensor. `shifts` and `dims` may be ints or equal-length tuples."""
+    shifts_t = tuple(shifts) if isinstance(shifts, (tuple, list)) else (int(shifts),)
+    if dims is None:
+        if len(shifts_t) != 1:
+            raise ValueError(f"roll: without dims, shifts must be one int, got {shifts}")
+        return Roll.apply(input, shifts=(int(shifts_t[0]),), dims=None)
+    dims_t = tuple(dims) if isinstance(dims, (tuple, list)) else (dims,)
+    if len(dims_t) != len(shifts_t):
+        raise ValueError(f"roll: shifts {shifts} and dims {dims} must have the same length")
+    dims_t = tuple(norm_dim(d, input.ndim, "roll") for d in dims_t)
+    return Roll.apply(input, shifts=tuple(int(s) for s in shifts_t), dims=dims_t)
 
 
 def permute(input: Tensor, *dims: Any) -> Tensor:
