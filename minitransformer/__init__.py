@@ -74,6 +74,7 @@ from . import methods as _methods  # noqa: E402,F401  (binds ops to Tensor)
 from .amp import autocast, is_autocast_enabled  # noqa: E402
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled  # noqa: E402
 from .autograd import no_grad as inference_mode  # noqa: E402  (no views to protect here: the same switch)
+from .backend import get_num_threads, set_num_threads  # noqa: E402
 from .backends import get_float32_matmul_precision, set_float32_matmul_precision  # noqa: E402
 from .compiler import compile  # noqa: E402
 from .creation import (  # noqa: E402

@@ -211,3 +211,29 @@ def warmup(verbose: bool = False) -> float:
 _env = os.environ.get("MINITRANSFORMER_BACKEND")
 if _env:
     use(_env)
+
+
+def set_num_threads(n: int) -> None:
+    """`torch.set_num_threads`: the threads of the Numba kernels and, through `threadpoolctl` when it is
+    installed, of NumPy's BLAS. Numba cannot start more threads than it was started with
+    (NUMBA_NUM_THREADS, the core count by default), so a larger `n` is capped there."""
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_num_threads expects a positive integer, got {n!r}")
+    if "numba" in available():
+        import numba
+
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    try:
+        from threadpoolctl import threadpool_limits  # optional: BLAS threads can only change through it
+    except ImportError:
+        return
+    threadpool_limits(limits=n, user_api="blas")
+
+
+def get_num_threads() -> int:
+    """The threads the Numba kernels use (the core count without Numba), as `torch.get_num_threads`."""
+    if "numba" in available():
+        import numba
+
+        return int(numba.get_num_threads())
+    return os.cpu_count() or 1

@@ -363,3 +363,14 @@ def test_size_and_inference_mode():
     with mt.inference_mode():
         assert not mt.is_grad_enabled()
     assert mt.is_grad_enabled()
+
+
+def test_num_threads():
+    before = mt.get_num_threads()
+    try:
+        mt.set_num_threads(1)
+        assert mt.get_num_threads() == 1 or "numba" not in mt.backend.available()
+    finally:
+        mt.set_num_threads(before)
+    with pytest.raises(ValueError, match="positive"):
+        mt.set_num_threads(0)
