@@ -3,10 +3,12 @@ top-level `kernels`, and an installed copy imports and trains outside the reposi
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import textwrap
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -31,6 +33,36 @@ def test_wheel_maps_kernels_under_the_package(wheel: Path) -> None:
     assert "minitransformer/kernels/reference/softmax.py" in names
     assert not [n for n in names if n.startswith("kernels/")], "a bare top-level `kernels` was packaged"
     assert not [n for n in names if n.startswith(("tests/", "benchmarks/"))]
+
+
+def test_wheel_ships_the_cuda_sources_their_header_and_the_license(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    cu = {Path(n).name for n in names if n.startswith("minitransformer/kernels/cuda/") and n.endswith(".cu")}
+    assert cu == {p.name for p in (ROOT / "kernels" / "cuda").glob("*.cu")}
+    assert "minitransformer/kernels/cuda/common.cuh" in names
+    assert any(n.endswith(".dist-info/licenses/LICENSE") or n.endswith(".dist-info/LICENSE") for n in names)
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on PATH")
+def test_every_cu_compiles_from_the_installed_wheel(wheel: Path, tmp_path: Path) -> None:
+    """The sources as an installed copy holds them (site-packages), compiled where they lie, as CuPy's
+    RawModule does on a user's machine: every include must resolve inside the package."""
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
+                    str(wheel)], check=True, cwd=tmp_path)
+    cuda_dir = target / "minitransformer" / "kernels" / "cuda"
+    sources = sorted(cuda_dir.glob("*.cu"))
+    assert sources
+
+    def build(job: tuple[Path, str]) -> tuple[str, subprocess.CompletedProcess]:
+        src, arch = job
+        return f"{src.name} ({arch})", subprocess.run(
+            ["nvcc", "-std=c++17", f"-arch={arch}", "-c", str(src), "-o", str(tmp_path / f"{src.stem}-{arch}.o")],
+            cwd=tmp_path, capture_output=True, text=True)
+
+    with ThreadPoolExecutor(2) as pool:
+        for name, r in pool.map(build, [(src, arch) for src in sources for arch in ("sm_80", "sm_90")]):
+            assert r.returncode == 0, f"{name} does not compile from the wheel:\n{r.stderr[-2000:]}"
 
 
 def test_installed_wheel_imports_and_trains_outside_the_repo(wheel: Path, tmp_path: Path) -> None:
