@@ -24,6 +24,8 @@
     minitransformer eval --out out-q4                          # val loss, file size, memory
     minitransformer export --out out --onnx model.onnx         # ONNX graph (needs the onnx extra)
 
+    minitransformer run -n 2 train.py --batch_size=8           # N ranks of a script, as torchrun (over MPI)
+
 Bad values give one line starting with "error:", not a traceback.
 """
 
@@ -305,6 +307,38 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(f"wrote the {kind} of {args.out} to {args.onnx} (ONNX opset 17; batch and time axes are dynamic)")
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from . import distributed
+
+    if args.nnodes not in ("1", "1:1"):
+        raise ValueError(f"--nnodes {args.nnodes}: run starts its processes on this machine; for several machines "
+                         "start them with mpiexec and a host file (docs/distributed.md)")
+    if not args.module and not Path(args.script).is_file():
+        raise ValueError(f"{args.script}: no such file")
+    argv = [sys.executable, *(["-m"] if args.module else []), args.script, *args.script_args]
+    return distributed.launch(args.nproc, argv, args.master_addr, args.master_port)
+
+
+def _run_parser(sub: Any) -> None:
+    r = sub.add_parser("run", help="run a script as N processes of one data-parallel job (torchrun, over MPI)",
+                       description="Start N processes of `python SCRIPT ARGS...` as ranks of one MPI job (mpiexec), "
+                       "each with RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT set "
+                       "before it starts, as torchrun sets them; OMP_NUM_THREADS=1 unless set. The exit status is "
+                       "non-zero when a rank fails; Ctrl-C stops every rank. Needs mpi4py and mpich "
+                       "(pip install 'minitransformer[mpi]').")
+    r.add_argument("-n", "--nproc-per-node", "--nproc_per_node", dest="nproc", type=int, default=1, metavar="N",
+                   help="number of processes (default: %(default)s)")
+    r.add_argument("--standalone", action="store_true", help="accepted as torchrun's; a run is always on this machine")
+    r.add_argument("--nnodes", default="1", help="machines: only 1 (default: %(default)s)")
+    r.add_argument("--master-addr", "--master_addr", default="127.0.0.1",
+                   help="MASTER_ADDR for the script; MPI does the rendezvous (default: %(default)s)")
+    r.add_argument("--master-port", "--master_port", type=int, default=29500,
+                   help="MASTER_PORT for the script (default: %(default)s)")
+    r.add_argument("-m", "--module", action="store_true", help="SCRIPT is a module: python -m SCRIPT (default: off)")
+    r.add_argument("script", metavar="SCRIPT", help="the Python script (or module with -m)")
+    r.add_argument("script_args", nargs=argparse.REMAINDER, metavar="ARGS", help="its arguments")
+
+
 def _stop_other_ranks(message: str) -> None:
     """Under MPI, a rank that fails takes the whole job down with a message instead of leaving the other
     ranks waiting in a collective forever (no-op in a single process)."""
@@ -372,18 +406,20 @@ def main(argv: list[str] | None = None) -> int:
     x = sub.add_parser("export", help="write a language or translation model as an ONNX graph")
     x.add_argument("--out", default="out", help="checkpoint directory")
     x.add_argument("--onnx", required=True, help="the .onnx file to write")
+    _run_parser(sub)
     # inputs may follow options (`vit predict --out DIR a.npy`): argparse leaves those over as extras
     args, extras = parser.parse_known_args(argv)
     if extras:
         if args.command not in TASK_HELP or any(e.startswith("-") for e in extras):
             parser.error(f"unrecognized arguments: {' '.join(extras)}")
         args.words += extras
+    status = None  # a command may return an exit status (run: the job's)
     try:
         commands = {"train": cmd_train, "sample": cmd_sample, "embed": cmd_embed, "search": cmd_search,
                     "serve": cmd_serve, "quantize": cmd_quantize, "prune": cmd_prune, "eval": cmd_eval,
-                    "export": cmd_export}
+                    "export": cmd_export, "run": cmd_run}
         if args.command in commands:
-            commands[args.command](args)
+            status = commands[args.command](args)
         else:  # translate, classify, vit, asr
             cmd_task(args.command, args)
     except (ValueError, FileNotFoundError, CheckpointError, RuntimeError) as e:
@@ -401,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nstopped", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ What this file deliberately does not hold: the Tensor class (tensor.py) and the 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -185,6 +185,34 @@ def _topological_order(root: Tensor) -> list[Tensor]:
     return order
 
 
+class _BackwardState(threading.local):
+    queued: list[Callable[[], None]] | None = None  # while a backward runs: what queue_callback was given
+
+
+_backward_state = _BackwardState()
+
+
+def queue_callback(fn: Callable[[], None]) -> None:
+    """Call `fn()` once the backward pass now running has finished, when every leaf has its gradient
+    (torch's `Variable._execution_engine.queue_callback`). DistributedDataParallel averages the gradients
+    across ranks there. Only valid during a backward pass (from an op's `backward`); a backward that
+    raises drops what was queued."""
+    if _backward_state.queued is None:
+        raise RuntimeError("queue_callback can only be called during a backward pass")
+    _backward_state.queued.append(fn)
+
+
+@contextmanager
+def _callback_queue() -> Iterator[list[Callable[[], None]]]:
+    """The list queue_callback appends to during one backward (its own list for a nested backward)."""
+    outer = _backward_state.queued
+    _backward_state.queued = queued = []
+    try:
+        yield queued
+    finally:
+        _backward_state.queued = outer
+
+
 def backward(root: Tensor, grad: Any, retain_graph: bool = False) -> None:
     """Accumulate d(root)/d(leaf), weighted by `grad`, into `.grad` of every leaf that requires grad.
 
@@ -195,13 +223,14 @@ def backward(root: Tensor, grad: Any, retain_graph: bool = False) -> None:
         `retain_grad()` was called on them;
       - the graph's saved values are freed afterwards unless `retain_graph=True`; a second backward
         through a freed graph raises;
-      - backward raises if a tensor it needs was modified in place after forward.
+      - backward raises if a tensor it needs was modified in place after forward;
+      - the functions given to `queue_callback` during the pass run once it has finished.
     """
     from .tensor import Tensor
 
     order = _topological_order(root)
     grads: dict[int, Any] = {id(root): grad}
-    with no_grad():
+    with no_grad(), _callback_queue() as queued:
         for t in reversed(order):
             g = grads.pop(id(t), None)
             if g is None:
@@ -230,3 +259,5 @@ def backward(root: Tensor, grad: Any, retain_graph: bool = False) -> None:
                 grads[id(inp)] = gi if prev is None else prev + gi
             if not retain_graph:
                 ctx.__dict__.clear()
+    for fn in queued:
+        fn()

@@ -1,7 +1,7 @@
 """Neural-network modules with PyTorch's names (`mt.nn.Linear`, `mt.nn.Transformer`, ...), nanoGPT's
 GPT, the stateless ops in `functional` (imported as F), initialisers in `init`, and `utils`."""
 
-from . import functional, init, utils
+from . import functional, init, parallel, utils
 from .attention import MultiheadAttention
 from .bert import BertConfig, BertForSequenceClassification, BertModel
 from .gpt import GPT, MLP, Block, CausalSelfAttention, GPTConfig
@@ -35,6 +35,7 @@ from .transformer import (
 )
 
 __all__ = [
+    "parallel",
     "BertConfig", "BertForSequenceClassification", "BertModel",
     "GELU", "GPT", "MLP", "Block", "CausalSelfAttention", "CrossEntropyLoss", "CTCLoss", "Dropout", "Embedding",
     "GPTConfig",
