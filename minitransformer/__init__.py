@@ -69,7 +69,7 @@ def _mount_kernels() -> None:
 _mount_kernels()
 
 # amp, backends, cuda, distributed: PyTorch's namespaces (docs/pytorch.md)
-from . import amp, backend, backends, cuda, distributed, nn, ops, optim, tokenizers, utils  # noqa: E402
+from . import amp, backend, backends, cuda, distributed, dtypes, nn, ops, optim, tokenizers, utils  # noqa: E402
 from . import methods as _methods  # noqa: E402,F401  (binds ops to Tensor)
 from .amp import autocast, is_autocast_enabled  # noqa: E402
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled  # noqa: E402
@@ -105,7 +105,6 @@ from .dtypes import (  # noqa: E402
     ALIASES as _ALIASES,
 )
 from .dtypes import (
-    bfloat16,
     bool_,
     double,
     float16,
@@ -135,6 +134,14 @@ globals().update(_ALIASES)  # mt.float (float32), mt.int (int32), mt.bool, as to
 from .porting import install_finder as _install_finder  # noqa: E402
 from .porting import unsupported_attribute as _unsupported  # noqa: E402
 
-__getattr__ = _unsupported(__name__)
+_missing = _unsupported(__name__)
+
+
+def __getattr__(name: str) -> object:
+    """`mt.bfloat16` on first use (importing ml_dtypes is slow, see dtypes.py); otherwise a missing name."""
+    if name == "bfloat16":
+        return dtypes.bfloat16
+    return _missing(name)
+
 _install_finder()
 __version__ = "0.1.0"

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from .dtypes import bfloat16, float16, float32
+from . import dtypes
+from .dtypes import float16, float32
 
 _READY, _UNSCALED, _STEPPED = "ready", "unscaled", "stepped"
 
@@ -196,7 +197,9 @@ class _AutocastState(threading.local):
 
 
 _autocast_state = _AutocastState()
-_DEFAULT_DTYPE = {"cuda": float16, "cpu": bfloat16}
+def _default_dtype(device_type: str) -> Any:
+    """PyTorch's autocast defaults: float16 on CUDA, bfloat16 on the CPU (looked up when first needed)."""
+    return dtypes.bfloat16 if device_type == "cpu" else float16
 
 
 class autocast:  # noqa: N801 (torch's name)
@@ -216,7 +219,7 @@ class autocast:  # noqa: N801 (torch's name)
             if name not in ("float16", "bfloat16", "float32"):
                 raise ValueError(f"autocast: dtype must be float16, bfloat16 or float32, got {dtype!r}")
         self.device = kind
-        self.fast_dtype = _DEFAULT_DTYPE.get(kind, float16) if dtype is None else dtype
+        self.fast_dtype = _default_dtype(kind) if dtype is None else dtype
         self._enabled = bool(enabled)
 
     def __enter__(self) -> autocast:
@@ -247,7 +250,7 @@ def get_autocast_dtype(device_type: str) -> Any:
     for dev, dtype, _ in reversed(_autocast_state.stack):
         if dev == device_type:
             return dtype
-    return _DEFAULT_DTYPE.get(device_type, float32)
+    return _default_dtype(device_type) if device_type in ("cpu", "cuda") else float32
 
 
 def is_autocast_available(device_type: str) -> bool:

@@ -37,12 +37,28 @@ class _MissingBFloat16:
         return "minitransformer.bfloat16 (unavailable: pip install ml_dtypes)"
 
 
-try:
-    import ml_dtypes
+_bf16: list[Any] = []
 
-    bfloat16: Any = np.dtype(ml_dtypes.bfloat16)
-except ImportError:
-    bfloat16 = _MissingBFloat16()
+
+def bfloat16_dtype() -> np.dtype | None:
+    """NumPy's bfloat16 from ml_dtypes, or None without it. Imported on first use: loading ml_dtypes's
+    extension takes longer than importing the rest of the library, and most runs never need it."""
+    if not _bf16:
+        try:
+            import ml_dtypes  # optional dependency
+
+            _bf16.append(np.dtype(ml_dtypes.bfloat16))
+        except ImportError:
+            _bf16.append(None)
+    return _bf16[0]
+
+
+def __getattr__(name: str) -> Any:
+    """`dtypes.bfloat16` (and `mt.bfloat16`): NumPy's dtype, or the stand-in that explains what to install."""
+    if name == "bfloat16":
+        d = bfloat16_dtype()
+        return _MissingBFloat16() if d is None else d
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # torch.float / torch.int / torch.bool; exported under those names by the package
 ALIASES = {"float": float32, "int": int32, "bool": bool_}

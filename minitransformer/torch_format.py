@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .dtypes import is_floating
+from .dtypes import bfloat16_dtype, is_floating
 from .nn.module import Parameter
 from .tensor import Tensor
 from .xp import device_of, to_device
@@ -51,18 +51,11 @@ class FormatError(ValueError):
     """A record or pickle that cannot be read; the message names the file and the entry."""
 
 
-try:  # NumPy's bfloat16 comes from the optional ml_dtypes package, as mt.bfloat16 does
-    import ml_dtypes
-
-    BFLOAT16: np.dtype | None = np.dtype(ml_dtypes.bfloat16)
-except ImportError:
-    BFLOAT16 = None
-
-
 def numpy_dtype(name: str) -> np.dtype:
     """The dtype an array stored as `name` loads with: itself; bfloat16 without ml_dtypes loads as float32."""
     if name == "bfloat16":
-        return BFLOAT16 if BFLOAT16 is not None else np.dtype(np.float32)
+        bf16 = bfloat16_dtype()  # from the optional ml_dtypes package, as mt.bfloat16
+        return bf16 if bf16 is not None else np.dtype(np.float32)
     return np.dtype(name)
 
 
@@ -115,8 +108,8 @@ def read_record(zf: zipfile.ZipFile, entry: str, name: str, archive_size: int, d
         raise FormatError(f"{name}: {entry} is corrupt or truncated ({e})") from None
     # to native byte order: a relabelling when the file's order is the machine's, a byte swap otherwise
     arr = arr.view(stored.newbyteorder("=")) if stored.isnative else arr.astype(stored.newbyteorder("="))
-    if dtype == "bfloat16" and BFLOAT16 is not None:
-        arr = arr.view(BFLOAT16)
+    if dtype == "bfloat16" and bfloat16_dtype() is not None:
+        arr = arr.view(bfloat16_dtype())
     elif dtype == "bfloat16":  # a bfloat16 is the top half of a float32: shifting its bits up is exact
         warnings.warn(f"{name}: bfloat16 tensors are loaded as float32 (exactly; install ml_dtypes to keep "
                       "bfloat16)", stacklevel=2)

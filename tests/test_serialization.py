@@ -22,11 +22,11 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import minitransformer as mt
-from minitransformer import serialization, torch_format
-from minitransformer.dtypes import is_floating
+from minitransformer import serialization
+from minitransformer.dtypes import bfloat16_dtype, is_floating
 from minitransformer.serialization import SerializationError, load, save
 
-BF16 = torch_format.BFLOAT16  # NumPy's bfloat16 where ml_dtypes is installed
+BF16 = bfloat16_dtype()  # NumPy's bfloat16 where ml_dtypes is installed
 DTYPES = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32",
           "float64", "complex64", "complex128"]
 
@@ -534,7 +534,7 @@ def assert_matches_torch(ours, theirs, path="obj"):
         assert type(ours) is expected_type, path
         want = theirs.detach()
         if want.dtype == torch.bfloat16:  # compared through float32 (exact); the dtype is checked here
-            assert ours.dtype == (BF16 if torch_format.BFLOAT16 is not None else np.float32), path
+            assert ours.dtype == (BF16 if BF16 is not None else np.float32), path
             want, ours = want.float().numpy(), mt.Tensor(ours.data.astype(np.float32), ours.requires_grad)
         want = np.asarray(want)
         assert (ours.dtype, ours.shape, ours.requires_grad) == (want.dtype, want.shape, theirs.requires_grad), path
@@ -578,7 +578,7 @@ def test_torch_tensors_of_every_dtype_and_layout(tmp_path):
 
 def test_torch_bfloat16_without_ml_dtypes_loads_as_float32(monkeypatch):
     torch = pytest.importorskip("torch")
-    monkeypatch.setattr(torch_format, "BFLOAT16", None)
+    monkeypatch.setattr(mt.dtypes, "_bf16", [None])  # as if ml_dtypes were not installed
     sd = {"w": torch.tensor([1.5, -2.25, 3e38, float("inf")], dtype=torch.bfloat16, requires_grad=True)}
     buf = io.BytesIO()
     torch.save(sd, buf)
