@@ -374,3 +374,33 @@ def test_num_threads():
         mt.set_num_threads(before)
     with pytest.raises(ValueError, match="positive"):
         mt.set_num_threads(0)
+
+
+def test_optimizer_resumes_from_pytorchs_adamw_state():
+    """torch.save of a PyTorch AdamW (its `step` a 0-d tensor) -> mt.load -> the next step equals PyTorch's."""
+    torch = pytest.importorskip("torch")
+    import io
+
+    rng = np.random.default_rng(3)
+    w0, b0 = rng.standard_normal((2, 3)).astype(np.float32), rng.standard_normal(2).astype(np.float32)
+    xs = [rng.standard_normal((5, 3)).astype(np.float32) for _ in range(4)]
+    tm = _linear(torch, w0, b0)
+    topt = torch.optim.AdamW(tm.parameters(), lr=0.05, betas=(0.9, 0.99), weight_decay=0.1)
+    for x in xs[:3]:
+        (tm(torch.tensor(x)) ** 2).mean().backward()
+        topt.step()
+        topt.zero_grad()
+    buf = io.BytesIO()
+    torch.save({"model": tm.state_dict(), "optimizer": topt.state_dict()}, buf)
+    buf.seek(0)
+    ckpt = mt.load(buf)
+    mm = mt.nn.Linear(3, 2)
+    mm.load_state_dict(ckpt["model"])
+    mopt = mt.optim.AdamW(mm.parameters(), lr=0.05, betas=(0.9, 0.99), weight_decay=0.1)
+    mopt.load_state_dict(ckpt["optimizer"])
+    assert mopt.state[mm.weight]["step"] == 3
+    for lib, model, opt in ((torch, tm, topt), (mt, mm, mopt)):
+        (model(lib.tensor(xs[3])) ** 2).mean().backward()
+        opt.step()
+    np.testing.assert_allclose(mm.weight.numpy(), tm.weight.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(mm.bias.numpy(), tm.bias.detach().numpy(), rtol=1e-5, atol=1e-6)

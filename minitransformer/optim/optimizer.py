@@ -119,7 +119,11 @@ class Optimizer:
             for k, v in st.items():
                 if isinstance(v, Tensor):
                     v = v.data
-                if hasattr(v, "shape") and getattr(v, "ndim", 0) > 0:
+                if hasattr(v, "shape") and getattr(v, "ndim", 0) == 0:
+                    # PyTorch keeps counters such as Adam's `step` in 0-d tensors: back to Python numbers
+                    v = to_device(v, "cpu").item()
+                    v = int(v) if k == "step" else v
+                elif hasattr(v, "shape") and getattr(v, "ndim", 0) > 0:
                     if tuple(v.shape) != p.shape:
                         raise ValueError(f"state {k!r} of parameter {i} has shape {tuple(v.shape)}, "
                                          f"the parameter has {p.shape}")
