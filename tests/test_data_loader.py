@@ -804,7 +804,7 @@ def test_distributed_sampler_partitions_the_dataset(n, replicas, drop_last, seed
 
 
 def test_distributed_sampler_matches_torch_without_shuffle():
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     from torch.utils.data import DistributedSampler as TorchSampler
 
     from minitransformer.utils.data import DistributedSampler
