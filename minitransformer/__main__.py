@@ -319,6 +319,48 @@ def cmd_run(args: argparse.Namespace) -> int:
     return distributed.launch(args.nproc, argv, args.master_addr, args.master_port)
 
 
+def cmd_port(args: argparse.Namespace) -> None:
+    from .porting import rewrite_imports
+
+    files: list[tuple[Path, Path]] = []  # (source, its path relative to the output folder)
+    for name in args.paths:
+        path = Path(name)
+        if path.is_dir():
+            files += [(f, path.name / f.relative_to(path)) for f in sorted(path.rglob("*.py"))]
+        elif path.is_file():
+            files.append((path, Path(path.name)))
+        else:
+            raise ValueError(f"{name}: no such file or folder")
+    if not args.to and not args.in_place and (len(files) != 1 or Path(args.paths[0]).is_dir()):
+        raise ValueError("port: give --to DIR (or --in-place) for several files or a folder; one file alone is "
+                         "printed")
+    for src, rel in files:
+        try:
+            text = rewrite_imports(src.read_text(encoding="utf-8"))
+        except SyntaxError as e:
+            raise ValueError(f"{src}:{e.lineno}: not valid Python ({e.msg})") from None
+        if args.in_place:
+            src.write_text(text, encoding="utf-8")
+        elif args.to:
+            dest = Path(args.to) / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)
+    if args.to or args.in_place:
+        print(f"rewrote the torch imports of {len(files)} file(s) -> {args.to or 'in place'}", file=sys.stderr)
+
+
+def _port_parser(sub: Any) -> None:
+    p = sub.add_parser("port", help="point a PyTorch script's imports at minitransformer (nothing else changes)",
+                       description="Rewrite `import torch`, `import torch.x as y` and `from torch.x import y` into "
+                       "the same imports of minitransformer, under the same names; every other line stays as it "
+                       "is (docs/pytorch.md). One file is printed; several files or a folder go to --to DIR.")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="Python files or folders (their *.py files)")
+    p.add_argument("--to", default=None, help="folder for the rewritten files (default: print one file)")
+    p.add_argument("--in-place", action="store_true", help="overwrite the files instead (default: off)")
+
+
 def _run_parser(sub: Any) -> None:
     r = sub.add_parser("run", help="run a script as N processes of one data-parallel job (torchrun, over MPI)",
                        description="Start N processes of `python SCRIPT ARGS...` as ranks of one MPI job (mpiexec), "
@@ -407,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     x.add_argument("--out", default="out", help="checkpoint directory")
     x.add_argument("--onnx", required=True, help="the .onnx file to write")
     _run_parser(sub)
+    _port_parser(sub)
     # inputs may follow options (`vit predict --out DIR a.npy`): argparse leaves those over as extras
     args, extras = parser.parse_known_args(argv)
     if extras:
@@ -417,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {"train": cmd_train, "sample": cmd_sample, "embed": cmd_embed, "search": cmd_search,
                     "serve": cmd_serve, "quantize": cmd_quantize, "prune": cmd_prune, "eval": cmd_eval,
-                    "export": cmd_export, "run": cmd_run}
+                    "export": cmd_export, "run": cmd_run, "port": cmd_port}
         if args.command in commands:
             status = commands[args.command](args)
         else:  # translate, classify, vit, asr

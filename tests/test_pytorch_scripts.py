@@ -151,3 +151,41 @@ def test_loader_train_with_worker_processes(tmp_path):
     state = mt.load(tmp_path / "model.pt")
     assert list(state) == ["emb.weight", "mlp.0.weight", "mlp.0.bias", "mlp.2.weight", "mlp.2.bias"]
     json.dumps({k: list(v.shape) for k, v in state.items()})
+
+
+def test_port_command_rewrites_a_folder(tmp_path):
+    src = tmp_path / "project"
+    (src / "pkg").mkdir(parents=True)
+    shutil.copy(SCRIPTS / "loader_train.py", src / "pkg" / "train.py")
+    (src / "notes.txt").write_text("import torch\n")                 # not Python: left out
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-m", "minitransformer", "port", str(src), "--to", str(tmp_path / "out")],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    ported = (tmp_path / "out" / "project" / "pkg" / "train.py").read_text()
+    assert ported == rewrite_imports((SCRIPTS / "loader_train.py").read_text())
+    assert not (tmp_path / "out" / "project" / "notes.txt").exists()
+    r = subprocess.run([sys.executable, "-m", "minitransformer", "port", str(src)], capture_output=True, text=True,
+                       env=env)
+    assert r.returncode == 2 and r.stderr.startswith("error: port: give --to") and "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_char_train_under_ddp_with_the_run_launcher(tmp_path):
+    """`minitransformer run -n 2` sets RANK/WORLD_SIZE before the script starts; the script's DDP keeps the
+    two ranks' weights identical while each draws its own batches."""
+    pytest.importorskip("mpi4py")
+    if shutil.which("mpiexec", path=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")) is None:
+        pytest.skip("mpiexec (mpich) is not installed")
+    data = prepare(tmp_path / "data")
+    script = port("char_train.py", tmp_path, "mt")
+    (tmp_path / "out").mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore::UserWarning"}
+    r = subprocess.run([sys.executable, "-m", "minitransformer", "run", "-n", "2", str(script),
+                        f"--data_dir={data}", f"--out_dir={tmp_path / 'out'}", "--max_iters=6", "--eval_interval=3"],
+                       cwd=tmp_path, capture_output=True, text=True, env=env, timeout=240)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    sums = re.findall(r"rank (\d) weight checksum (\S+)", r.stdout)
+    assert sorted(rank for rank, _ in sums) == ["0", "1"]
+    assert sums[0][1] == sums[1][1], sums
+    assert len(iters(r.stdout)) == 7 and "saved" in r.stdout        # only rank 0 logs and saves
