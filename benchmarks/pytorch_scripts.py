@@ -97,6 +97,11 @@ def median_ms(times: list[float]) -> float:
     return statistics.median(times[10:] if len(times) > 20 else times)
 
 
+def eval_every(args: argparse.Namespace) -> list[str]:
+    """The recipe's own eval_interval (250, from its config file) unless a shorter run asks for another."""
+    return [] if args.eval_interval is None else [f"--eval_interval={args.eval_interval}"]
+
+
 def nanogpt(args: argparse.Namespace, work: Path, text: str) -> tuple[list[str], dict]:
     results: dict[str, list[dict]] = {"torch": [], "mt": []}
     for lib in ("torch", "mt"):
@@ -106,7 +111,7 @@ def nanogpt(args: argparse.Namespace, work: Path, text: str) -> tuple[list[str],
     for r in range(args.rounds):
         for lib in ("torch", "mt") if r % 2 == 0 else ("mt", "torch"):
             d = work / f"nanogpt-{lib}"
-            out = run([py, "train.py", *RECIPE, f"--max_iters={args.max_iters}"], d, args.threads,
+            out = run([py, "train.py", *RECIPE, f"--max_iters={args.max_iters}", *eval_every(args)], d, args.threads,
                       work / f"nanogpt-{lib}-train-{r}.log")
             results[lib].append(parse_nanogpt(out))
             print(f"nanoGPT round {r} {lib}: {median_ms([t for _, _, t in results[lib][-1]['iters']]):.2f} ms/iter, "
@@ -151,13 +156,13 @@ def nanogpt(args: argparse.Namespace, work: Path, text: str) -> tuple[list[str],
     pt_ms = statistics.median([median_ms([t for _, _, t in r["iters"]]) for r in results["torch"]])
     lines += ["", f"Ratio minitransformer / PyTorch, ms per iteration: **{mt_ms / pt_ms:.2f}** "
               f"({mt_ms:.2f} vs {pt_ms:.2f} ms).", "",
-              "Resumed with `--init_from=resume` (50 more iterations from the saved checkpoint): first logged "
-              "iteration and loss:", ""]
+              "Resumed with `--init_from=resume --eval_interval=50` (50 more iterations from the saved "
+              "checkpoint): the first logged iteration and loss, and the first evaluation after it:", ""]
     for lib in ("torch", "mt"):
         it = resumed[lib]["iters"][0] if resumed[lib]["iters"] else None
         ev = resumed[lib]["evals"][0] if resumed[lib]["evals"] else None
         lines.append(f"- {lib}: first iteration {it[0] if it else '-'} (loss {it[1] if it else '-'}); "
-                     f"eval at resume: val {ev[2] if ev else '-'}")
+                     f"step {ev[0] if ev else '-'}: val loss {ev[2] if ev else '-'}")
     lines += ["", "`sample.py --num_samples=1 --max_new_tokens=300`, the last lines of each sample:", ""]
     for lib, s in samples.items():
         lines += [f"{lib}:", "", "```text", *s, "```", ""]
@@ -252,6 +257,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=1, help="runs per library, alternating")
     ap.add_argument("--max-iters", type=int, default=2000)
+    ap.add_argument("--eval-interval", type=int, default=None, help="(default: the recipe's, 250)")
     ap.add_argument("--mingpt-iters", type=int, default=300)
     ap.add_argument("--num-workers", type=int, default=2)
     ap.add_argument("--work", type=Path, default=Path("/tmp/pytorch-scripts"))
