@@ -165,6 +165,13 @@ class Tensor:
 
     __hash__ = object.__hash__
 
+    def __getattr__(self, name: str) -> Any:
+        """Called only for a name Tensor lacks: say that PyTorch's method is not supported here."""
+        if name.startswith("__"):
+            raise AttributeError(f"'Tensor' object has no attribute {name!r}")
+        raise AttributeError(f"torch.Tensor.{name} is not supported by minitransformer ('Tensor' object has no "
+                             f"attribute {name!r}; docs/pytorch.md lists what is supported)")
+
     def __format__(self, spec: str) -> str:
         """`f"{loss:.4f}"` formats a one-element tensor as its number (as PyTorch); no spec gives repr."""
         if self.data.size == 1 and self.data.ndim == 0:

@@ -404,3 +404,16 @@ def test_optimizer_resumes_from_pytorchs_adamw_state():
         opt.step()
     np.testing.assert_allclose(mm.weight.numpy(), tm.weight.detach().numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(mm.bias.numpy(), tm.bias.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_missing_torch_features_name_themselves():
+    for get, name in [(lambda: mt.fft, "torch.fft"), (lambda: mt.nn.LSTM, "torch.nn.LSTM"),
+                      (lambda: mt.optim.LBFGS, "torch.optim.LBFGS"), (lambda: mt.randn(2).frobnicate,
+                                                                        "torch.Tensor.frobnicate")]:
+        with pytest.raises(AttributeError, match=f"{name} is not supported by minitransformer"):
+            get()
+    assert not hasattr(mt, "fft") and not hasattr(mt.randn(2), "frobnicate")
+    with pytest.raises(ModuleNotFoundError, match="torch.utils.tensorboard is not supported"):
+        import minitransformer.utils.tensorboard  # noqa: F401
+    with pytest.raises(AttributeError, match="no attribute '__frob__'"):   # dunders stay plain
+        mt.randn(2).__frob__  # noqa: B018
