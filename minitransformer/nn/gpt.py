@@ -10,8 +10,10 @@ mlp.c_fc/mlp.c_proj/ln_f, lm_head (tied to wte).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,9 +24,9 @@ from ..ops import cat
 from ..tensor import Tensor
 from ..xp import array_module
 from . import functional as F
-from . import init
+from . import hf_gpt2, init
 from .layers import GELU, Dropout, Embedding, LayerNorm, Linear
-from .module import Module, ModuleDict, ModuleList
+from .module import IncompatibleKeys, Module, ModuleDict, ModuleList
 
 
 class CausalSelfAttention(Module):
@@ -117,6 +119,10 @@ class Block(Module):
         return x + self.mlp(self.ln_2(x))
 
 
+# nanoGPT's (and GPT-2's) causal-mask buffers: state_dict entries that are not weights
+_MASK_BUFFER = re.compile(r"transformer\.h\.\d+\.attn\.(bias|masked_bias)")
+
+
 @dataclass
 class GPTConfig:
     block_size: int = 1024
@@ -158,6 +164,51 @@ class GPT(Module):
                 init.zeros_(module.bias)
         elif isinstance(module, Embedding):
             init.normal_(module.weight, mean=0.0, std=0.02)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> GPT:
+        """A local Hugging Face GPT-2 directory -> the same model, in eval mode: config.json (model_type
+        "gpt2") and model.safetensors, or the shards that model.safetensors.index.json lists. Weight names
+        with or without `transformer.`; Conv1D weights (in, out) are transposed to our Linear's (out, in);
+        lm_head.weight may be absent (it is wte) and the attn.bias / attn.masked_bias buffers are ignored.
+        The GELU form (activation_function "gelu_new" = tanh, "gelu" = exact) and layer_norm_epsilon are set
+        on the layers. Names and shapes are checked against config.json before anything is allocated;
+        nn/hf_gpt2.py says what is refused. F32, F16, BF16 and F64 weights load as float32."""
+        spec = hf_gpt2.read_config(directory)
+        state = hf_gpt2.read_weights(directory, spec)
+        model = cls(GPTConfig(**spec.config))
+        for m in model.modules():
+            if isinstance(m, LayerNorm):
+                m.eps = spec.eps
+            elif isinstance(m, GELU):
+                m.approximate = spec.approximate
+        model.load_state_dict(state)
+        return model.eval()
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True,
+                        assign: bool = False) -> IncompatibleKeys:
+        """Module.load_state_dict, also taking nanoGPT's checkpoints as they are saved: the prefixes
+        `_orig_mod.` (a torch.compile'd model) and `module.` (DDP) are stripped, in any nesting, and the
+        causal-mask buffers `transformer.h.{i}.attn.bias` / `.attn.masked_bias` (nanoGPT without flash
+        attention, GPT-2) are dropped. When only one of the tied `transformer.wte.weight` and `lm_head.weight`
+        is given, it fills both. Hugging Face's Conv1D layout is not transposed here: use from_pretrained."""
+        clean: dict[str, Any] = {}
+        for key, value in state_dict.items():
+            name = key
+            while name.startswith(("_orig_mod.", "module.")):
+                name = name.split(".", 1)[1]
+            if _MASK_BUFFER.fullmatch(name):
+                continue
+            if name in clean:
+                raise RuntimeError(f"Error(s) in loading state_dict for GPT:\n\t{key!r} and another key both "
+                                   f"give {name!r}")
+            clean[name] = value
+        own = self.state_dict(keep_vars=True)
+        tied = ("transformer.wte.weight", "lm_head.weight")
+        for a, b in (tied, tied[::-1]):
+            if a in clean and b not in clean and b in own:  # (a quantized lm_head has other names)
+                clean[b] = clean[a]
+        return super().load_state_dict(clean, strict=strict, assign=assign)
 
     def num_parameters(self, non_embedding: bool = True) -> int:
         """Parameter count; by default without the position embeddings (the token embedding counts,
