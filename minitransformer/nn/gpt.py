@@ -92,7 +92,7 @@ class MLP(Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.c_fc = Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = GELU()
+        self.gelu = GELU(approximate=config.gelu_approximate)
         self.c_proj = Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = Dropout(config.dropout)
 
@@ -109,9 +109,9 @@ class Block(Module):
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
-        self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_1 = LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_2 = LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
         self.mlp = MLP(config)
 
     def forward(self, x: Tensor, cache: dict[str, Any] | None = None) -> Tensor:
@@ -132,6 +132,8 @@ class GPTConfig:
     n_embd: int = 768
     dropout: float = 0.0
     bias: bool = True  # biases in Linears and LayerNorms, as GPT-2; False is a bit better and faster
+    gelu_approximate: str = "none"  # "none": exact GELU (nanoGPT); "tanh": GPT-2's gelu_new
+    layer_norm_eps: float = 1e-5
 
 
 class GPT(Module):
@@ -145,7 +147,7 @@ class GPT(Module):
             wpe=Embedding(config.block_size, config.n_embd),
             drop=Dropout(config.dropout),
             h=ModuleList([Block(config) for _ in range(config.n_layer)]),
-            ln_f=LayerNorm(config.n_embd, bias=config.bias),
+            ln_f=LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias),
         ))
         self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
         # weight tying: the output projection reuses the token embedding
@@ -171,17 +173,13 @@ class GPT(Module):
         "gpt2") and model.safetensors, or the shards that model.safetensors.index.json lists. Weight names
         with or without `transformer.`; Conv1D weights (in, out) are transposed to our Linear's (out, in);
         lm_head.weight may be absent (it is wte) and the attn.bias / attn.masked_bias buffers are ignored.
-        The GELU form (activation_function "gelu_new" = tanh, "gelu" = exact) and layer_norm_epsilon are set
-        on the layers. Names and shapes are checked against config.json before anything is allocated;
+        The GELU form (activation_function "gelu_new" = tanh, "gelu" = exact) and layer_norm_epsilon go into
+        the GPTConfig, so a checkpoint saved from the model keeps them. Names and shapes are checked against
+        config.json before anything is allocated;
         nn/hf_gpt2.py says what is refused. F32, F16, BF16 and F64 weights load as float32."""
         spec = hf_gpt2.read_config(directory)
         state = hf_gpt2.read_weights(directory, spec)
-        model = cls(GPTConfig(**spec.config))
-        for m in model.modules():
-            if isinstance(m, LayerNorm):
-                m.eps = spec.eps
-            elif isinstance(m, GELU):
-                m.approximate = spec.approximate
+        model = cls(GPTConfig(**spec.config, gelu_approximate=spec.approximate, layer_norm_eps=spec.eps))
         model.load_state_dict(state)
         return model.eval()
 
