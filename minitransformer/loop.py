@@ -2,7 +2,8 @@
 classification, the ViT): AdamW with weight decay on the 2-D weights, nanoGPT's warmup-then-cosine learning
 rate, gradient accumulation and clipping, evaluation every `eval_interval` steps, atomic checkpoints with the
 optimizer and RNG states (so a resumed run continues exactly), Ctrl-C that saves before exiting, a progress
-bar, and the loss curve as history.json and loss.png. docs/training.md walks through it.
+bar on a terminal and nanoGPT's `iter N: loss X, time Yms` lines elsewhere, and the loss curve as history.json
+and loss.png. docs/training.md walks through it.
 
 A job hands `fit` a `Job`: the model, a function that draws one batch of a split and returns its mean loss,
 the JSON that describes the model for its checkpoint, and optionally more metrics for each evaluation.
@@ -56,6 +57,10 @@ class LoopConfig:
     seed: int = 1337
     backend: str = "auto"
     device: str = "cpu"
+    log_interval: int = 10            # an `iter N: loss ...` line every this many steps; 0: none
+    eval_only: bool = False           # evaluate once (at the checkpoint's step with --resume) and exit
+    always_save_checkpoint: bool = True  # False: save only when the val loss is the best so far
+    decay_lr: bool = True             # False: a constant --lr, no warmup and no decay
     history: list[dict[str, float]] = field(default_factory=list, repr=False)
 
     POSITIVE = ("max_iters", "batch_size", "grad_accum", "eval_interval", "eval_iters")
@@ -65,6 +70,8 @@ class LoopConfig:
         for name in self.POSITIVE:
             if getattr(self, name) <= 0 and not (name == "max_iters" and self.max_iters == 0):
                 raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.log_interval < 0:
+            raise ValueError(f"--log-interval must be 0 (no step lines) or positive, got {self.log_interval}")
         if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
             raise ValueError(f"need 0 <= --min-lr <= --lr and --lr > 0, got lr={self.lr}, min_lr={self.min_lr}")
         if self.warmup_iters < 0 or (self.lr_decay_iters is not None and self.lr_decay_iters < self.warmup_iters):
@@ -91,7 +98,10 @@ class LoopConfig:
 
 
 def lr_at(it: int, cfg: LoopConfig) -> float:
-    """Linear warmup from lr/(warmup+1) (never 0), cosine decay to min_lr at lr_decay_iters, then min_lr."""
+    """Linear warmup from lr/(warmup+1) (never 0), cosine decay to min_lr at lr_decay_iters, then min_lr;
+    with decay_lr off, lr throughout."""
+    if not cfg.decay_lr:
+        return cfg.lr
     decay = cfg.lr_decay_iters if cfg.lr_decay_iters is not None else cfg.max_iters
     if it < cfg.warmup_iters:
         return cfg.lr * (it + 1) / (cfg.warmup_iters + 1)
@@ -288,6 +298,9 @@ def fit(cfg: LoopConfig, job: Job, resumed: dict[str, Any] | None = None, progre
         batch_rng.bit_generator.state = doc["rng"]["batches_by_rank"][w.rank] if w.size > 1 else doc["rng"]["batches"]
     log = Progress(cfg.max_iters, step, enabled=progress and w.is_main)
     say = log.write if w.is_main else (lambda line: None)
+    # nanoGPT's line per log_interval steps, unless the progress bar shows the same numbers on the same terminal
+    log_steps = cfg.log_interval > 0 and not (log.enabled and sys.stdout.isatty())
+    best_val = min((h["val"] for h in cfg.history), default=math.inf)  # always_save_checkpoint off: to beat
     where = f"{w.size} ranks (MPI), " if w.size > 1 else ""
     say(job.describe + ("; " if job.describe else "") + where + (f"resuming at step {step}" if resumed else "starting"))
 
@@ -309,13 +322,16 @@ def fit(cfg: LoopConfig, job: Job, resumed: dict[str, Any] | None = None, progre
     params = list(model.parameters())
     with _StopRequest() as stop:
         while True:
-            if step % cfg.eval_interval == 0 or step == cfg.max_iters:
+            if cfg.eval_only or step % cfg.eval_interval == 0 or step == cfg.max_iters:
                 values = evaluate()
-                cfg.history.append({"step": step, **values})
                 extra = "".join(f", {k} {v:.4f}" for k, v in values.items() if k not in ("train", "val"))
                 say(f"step {step}: train loss {values['train']:.4f}, val loss {values['val']:.4f}{extra}")
-                if step > 0:
+                if cfg.eval_only:
+                    break
+                cfg.history.append({"step": step, **values})
+                if step > 0 and (cfg.always_save_checkpoint or values["val"] < best_val):
                     save_checkpoint(out, step, job, opt, cfg, batch_rng, w)
+                best_val = min(best_val, values["val"])
             if step >= cfg.max_iters or stop.requested:
                 break
             t0 = time.perf_counter()
@@ -336,20 +352,24 @@ def fit(cfg: LoopConfig, job: Job, resumed: dict[str, Any] | None = None, progre
             step += 1
             last_loss = loss.item()
             dt = time.perf_counter() - t0
-            speed = f" {job.tokens_per_step * w.size / dt:,.0f} tok/s" if job.tokens_per_step else ""
-            log.update(step, cfg.max_iters, f"loss {last_loss:.4f} lr {lr:.2e} {dt * 1e3:.0f} ms/step{speed}")
+            speed = f"{job.tokens_per_step * w.size / dt:,.0f} tok/s" if job.tokens_per_step else ""
+            log.update(step, cfg.max_iters, f"loss {last_loss:.4f} lr {lr:.2e} {dt * 1e3:.0f} ms/step"
+                       + (f" {speed}" if speed else ""))
+            if log_steps and (step - 1) % cfg.log_interval == 0:  # numbered from 0, as nanoGPT's iter_num
+                say(f"iter {step - 1}: loss {last_loss:.4f}, time {dt * 1e3:.2f}ms" + (f", {speed}" if speed else ""))
         if stop.requested:
             save_checkpoint(out, step, job, opt, cfg, batch_rng, w)
             say(f"saved a checkpoint at step {step} in {out}; continue with --resume")
     log.close()
-    if w.is_main:
+    if w.is_main and not cfg.eval_only:
         _plot(cfg.history, out)
     return {"step": step, "train_loss": values.get("train", last_loss), "val_loss": values.get("val"),
             "out": str(out), "metrics": {k: v for k, v in values.items() if k not in ("train", "val")}}
 
 
 def _plot(history: list[dict[str, float]], out: Path) -> None:
-    """out/loss.png (train and val loss against step) when matplotlib is installed."""
+    """out/history.json, and out/loss.png (train and val loss against step) when matplotlib is installed;
+    without it, one line on stderr says so."""
     (out / "history.json").write_text(json.dumps(history))
     try:
         import matplotlib
@@ -357,6 +377,8 @@ def _plot(history: list[dict[str, float]], out: Path) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        print(f"{out / 'loss.png'} not drawn: matplotlib is not installed (pip install 'minitransformer[viz]'); "
+              f"the losses are in {out / 'history.json'}", file=sys.stderr)
         return
     fig, ax = plt.subplots(figsize=(6, 4))
     steps = [h["step"] for h in history]

@@ -280,6 +280,8 @@ HELP = {"data": "TSV file, label<TAB>text per line (default: the built-in --task
         "task": "built-in task: langid or brackets",
         "pooling": "mean, cls (a class token) or last (the last character's state, with --causal)",
         "causal": "each position attends only to itself and earlier ones (a decoder-style classifier)"}
+# the options of `classify eval` and `classify predict` besides --out
+EVAL_OPTIONS: tuple[str, ...] = ()
 
 
 def eval_options(values: dict[str, Any]) -> dict[str, Any]:

@@ -479,6 +479,8 @@ HELP = {"data_dir": "folder for the synthesised corpus (made once per setting)",
         "noise": "fraction of training utterances with white noise at 15-35 dB SNR",
         "specaugment": "mask random bands of mel bins and frames in training batches",
         "beam": "CTC prefix beam width for evaluation and transcription (1: greedy)"}
+# the options of `asr eval` and `asr transcribe` besides --out
+EVAL_OPTIONS: tuple[str, ...] = ("beam",)
 
 
 def eval_options(values: dict[str, Any]) -> dict[str, Any]:

@@ -340,6 +340,8 @@ HELP = {"data": "TSV file, source<TAB>target per line (default: the built-in --c
         "length_penalty": "beam search's GNMT length penalty alpha (0: raw log-probabilities)",
         "max_decode_len": "most target tokens to produce (0: longest training target + 10)",
         "tgt_tokenizer": "char, word, or auto (word for the number corpora, char otherwise)"}
+# the options of `translate eval` and `translate predict` besides --out
+EVAL_OPTIONS: tuple[str, ...] = ("beam", "length_penalty", "max_decode_len")
 
 
 def eval_options(values: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ test images.
 from __future__ import annotations
 
 import gzip
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -297,8 +298,13 @@ def train(cfg: ViTTrainConfig, overrides: dict[str, Any] | None = None, progress
 
 
 def plot_attention_png(model: ViT, data: dict[str, Any], out: Path) -> Path | None:
+    """out/attention.png for 8 test images; None, with one line on stderr saying why, without matplotlib."""
     idx = np.random.default_rng(1).permutation(len(data["y_test"]))[:8]
-    return attention_figure(model, data["x_test"][idx], data["labels"], data["y_test"][idx], out / "attention.png")
+    path = attention_figure(model, data["x_test"][idx], data["labels"], data["y_test"][idx], out / "attention.png")
+    if path is None:
+        print(f"{out / 'attention.png'} not drawn: matplotlib is not installed (pip install 'minitransformer[viz]')",
+              file=sys.stderr)
+    return path
 
 
 def load(out: str | Path) -> tuple[ViT, list[str], dict[str, Any]]:
@@ -337,6 +343,8 @@ def read_image(path: str | Path, size: int) -> np.ndarray:
 CONFIG = ViTTrainConfig
 HELP = {"dataset": "digits (scikit-learn) or fashion-mnist (Debian's dataset-fashion-mnist)",
         "patch_size": "patch side in pixels (0: 2 for digits, 4 for fashion-mnist)"}
+# the options of `vit eval` and `vit predict` besides --out
+EVAL_OPTIONS: tuple[str, ...] = ()
 
 
 def eval_options(values: dict[str, Any]) -> dict[str, Any]:
