@@ -703,6 +703,13 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
+    if (args.onnx is None) == (args.hf is None):
+        raise ValueError("export: give one of --onnx FILE (an ONNX graph) or --hf DIR (a Hugging Face GPT-2 directory)")
+    if args.hf is not None:
+        from .hf import export_checkpoint as export_hf
+
+        print(export_hf(args.out, args.hf))
+        return
     from .onnx_export import export_checkpoint
 
     kind = export_checkpoint(args.out, args.onnx)
@@ -843,9 +850,13 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, str], set[str]]:
     a = sub.add_parser("eval", help="validation loss, file size and memory of a language-model checkpoint")
     a.add_argument("--out", default="out", help="checkpoint directory (float, quantized or pruned)")
     a.add_argument("--batch-size", type=int, default=64, help="validation windows per batch")
-    x = sub.add_parser("export", help="write a language or translation model as an ONNX graph")
+    x = sub.add_parser("export", help="write a model as an ONNX graph or as a Hugging Face GPT-2 directory",
+                       formatter_class=_HelpFormatter)
     x.add_argument("--out", default="out", help="checkpoint directory")
-    x.add_argument("--onnx", required=True, help="the .onnx file to write")
+    x.add_argument("--onnx", default=None, help="the .onnx file to write (language or translation model)")
+    x.add_argument("--hf", default=None, metavar="DIR",
+                   help="a Hugging Face GPT-2 directory to write (language model): config.json, model.safetensors, "
+                   "tokenizer.json; transformers' from_pretrained loads it (docs/interop.md)")
     _run_parser(sub)
     _port_parser(sub)
     for p in sub.choices.values():  # every command's --help shows the defaults

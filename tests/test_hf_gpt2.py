@@ -310,6 +310,13 @@ def test_export_checkpoint(tmp_path):
             hf.export_checkpoint(str(ckpt), str(out))
     with pytest.raises(ValueError, match="holds a minitransformer checkpoint"):
         hf.export_gpt2(model, tok, tmp_path / "lm")
+    # the command line: `minitransformer export --out CKPT --hf DIR`, and one error line for a bad call
+    from minitransformer.__main__ import main
+
+    assert main(["export", "--out", str(tmp_path / "lm"), "--hf", str(tmp_path / "cli")]) == 0
+    np.testing.assert_allclose(all_logits(GPT.from_pretrained(tmp_path / "cli"), idx), all_logits(model, idx),
+                               **TOL)
+    assert main(["export", "--out", str(tmp_path / "lm")]) == 2
 
 
 # ---- tokenizer.json against the tokenizers package --------------------------------------------------------
