@@ -12,15 +12,8 @@ import numpy as np
 import pytest
 
 from minitransformer import backend, loop
-from minitransformer.__main__ import (
-    SampleOptions,
-    _config_values,
-    _parse_args,
-    _python_items,
-    _read_config,
-    _task_argv,
-    main,
-)
+from minitransformer.__main__ import SampleOptions, _parse_args, _task_argv, main
+from minitransformer.cli_options import config_values, python_items, read_config
 from minitransformer.tasks import translation as T
 from minitransformer.train import TrainConfig, lr_at
 
@@ -30,7 +23,7 @@ TINY = ["--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=16", "--batch_
 
 
 def values(argv, cls=TrainConfig):
-    return _config_values(_parse_args(argv), cls)
+    return config_values(_parse_args(argv), cls)
 
 
 # ---- the spellings --------------------------------------------------------------------------------------------
@@ -90,7 +83,7 @@ def test_task_commands_keep_their_old_short_forms():
     args = _parse_args(["classify", "--out", "d", "(()", "--quiet", "[]"])
     assert args.action == "predict" and args.words == ["(()", "[]"]
     args = _parse_args(["translate", "--out", "d", "x", "--beam=4", "--length_penalty=0.5"])
-    assert _config_values(args, T.TranslateConfig) == {"out": "d", "beam": 4, "length_penalty": 0.5}
+    assert config_values(args, T.TranslateConfig) == {"out": "d", "beam": 4, "length_penalty": 0.5}
     assert _parse_args(["asr", "predict", "--out", "d", "a.wav"]).action == "predict"  # transcribe's old name
 
 
@@ -103,10 +96,10 @@ def test_toml_keys_take_nanogpt_names(tmp_path):
         "lr": 3e-4, "out": "o", "resume": True, "n_embd": 64, "decay_lr": False, "max_iters": 20}
     toml.write_text("max_iter = 3\nbogus = 1\n")
     with pytest.raises(ValueError, match=r"unknown option\(s\) max_iter, bogus; close matches: max_iters"):
-        _read_config(toml, TrainConfig, "--config ")
+        read_config(toml, TrainConfig, "--config ")
     toml.write_text('max_iters = "ten"\n')
     with pytest.raises(ValueError, match="max_iters must be an integer, got 'ten'"):
-        _read_config(toml, TrainConfig, "--config ")
+        read_config(toml, TrainConfig, "--config ")
 
 
 def test_python_config_file_is_read_not_run(tmp_path):
@@ -123,7 +116,7 @@ def test_python_config_file_is_read_not_run(tmp_path):
     assert values(["train", "--max_iters=100", str(cfg)])["max_iters"] == 100  # the file may follow the options
     lit = tmp_path / "lit.py"
     lit.write_text("a = -3\nb = (1, 'x', None, -2.5)\nc = True\n")
-    assert [(n, v) for n, v, _ in _python_items(lit)] == [("a", -3), ("b", (1, "x", None, -2.5)), ("c", True)]
+    assert [(n, v) for n, v, _ in python_items(lit)] == [("a", -3), ("b", (1, "x", None, -2.5)), ("c", True)]
     for source, message in (("import os\n", r"line 1: 'import os': a config file holds only `name = value`"),
                             ("n_layer = 2\nx = open('f')\n", r"line 2: \"x = open\('f'\)\": the value must be a lit"),
                             ("max_iters = 5 * 8\n", r"line 1: 'max_iters = 5 \* 8': the value must be a literal"),
@@ -134,7 +127,7 @@ def test_python_config_file_is_read_not_run(tmp_path):
         bad = tmp_path / "bad.py"
         bad.write_text(source)
         with pytest.raises(ValueError, match=message):
-            _read_config(bad, TrainConfig)
+            read_config(bad, TrainConfig)
 
 
 def test_refused_config_file_is_one_error_line_and_nothing_runs(tmp_path, capsys):
