@@ -5,15 +5,20 @@ Layout: 8 bytes little-endian unsigned header length N, N bytes of JSON header, 
 The header maps each tensor name to {"dtype", "shape", "data_offsets": [begin, end]} (offsets into the
 buffer) and may hold "__metadata__" (a str -> str map). Data is little-endian, C order, packed without
 gaps. A file that breaks any of these rules raises ValueError naming the file and what is wrong.
+
+`header_length` and `parse_header` read the header alone, so that a caller (checkpoint.load) can compare a
+file's declared tensors, dtypes and size with what it expects before reading its data. Sizes are computed
+with Python integers: no declared shape can overflow them.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -45,47 +50,80 @@ def serialize(tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = N
     return struct.pack("<Q", len(raw)) + raw + b"".join(chunks)
 
 
+class Entry(NamedTuple):
+    """One tensor as the header declares it; begin and end are offsets into the data buffer."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    begin: int
+    end: int
+
+
+def _bad(name: str, why: str) -> ValueError:
+    return ValueError(f"{name}: not a valid safetensors file: {why}")
+
+
+def header_length(first8: bytes, size: int, name: str = "<bytes>") -> int:
+    """N, the header's length, from the first 8 bytes of a file of `size` bytes; checked to fit in it."""
+    if len(first8) < 8 or size < 8:
+        raise _bad(name, f"only {min(len(first8), size)} bytes, shorter than the 8-byte header length")
+    (n,) = struct.unpack("<Q", first8[:8])
+    if n > MAX_HEADER or 8 + n > size:
+        raise _bad(name, f"header length {n} does not fit in a file of {size} bytes (truncated?)")
+    return n
+
+
+def parse_header(raw: bytes, data_size: int, name: str = "<bytes>") -> tuple[dict[str, Entry], dict[str, str]]:
+    """The N header bytes -> (entries, metadata), checked against a data buffer of `data_size` bytes: known
+    dtypes, shapes of non-negative integers, each entry's offsets exactly its size, and the entries packed
+    end to end without overlap, gap or trailing bytes. Sizes are Python integers, so a declared shape as
+    large as [2**32, 2**32] is refused here rather than overflowing."""
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as e:  # bad UTF-8 or JSON, an integer too long, nesting too deep
+        raise _bad(name, f"header is not JSON ({e})") from None
+    if not isinstance(header, dict):
+        raise _bad(name, "header is not a JSON object")
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise _bad(name, "__metadata__ is not a map of strings to strings")
+    entries: dict[str, Entry] = {}
+    for key, info in header.items():
+        dtype = info.get("dtype") if isinstance(info, dict) else None
+        shape = info.get("shape") if isinstance(info, dict) else None
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if (dtype not in _DTYPES or not isinstance(shape, list) or not all(_is_count(s) for s in shape)
+                or not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_count(x) for x in offsets)):
+            raise _bad(name, f"entry {key!r} lacks a valid dtype, shape or data_offsets")
+        begin, end = offsets
+        nbytes = math.prod(shape) * np.dtype(_DTYPES[dtype]).itemsize  # Python ints: no overflow
+        if end - begin != nbytes or end > data_size:
+            raise _bad(name, f"tensor {key!r} ({dtype} {shape}) does not fit its data_offsets [{begin}, {end}] "
+                             f"in a buffer of {data_size} bytes (truncated?)")
+        entries[key] = Entry(dtype, tuple(shape), begin, end)
+    pos = 0
+    for e in sorted(entries.values(), key=lambda e: (e.begin, e.end)):
+        if e.begin != pos:
+            raise _bad(name, f"data offsets overlap or leave a gap at byte {pos}")
+        pos = e.end
+    if pos != data_size:
+        raise _bad(name, f"{data_size - pos} bytes after the last tensor")
+    return entries, metadata
+
+
+def _is_count(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
 def deserialize(buf: bytes, name: str = "<bytes>") -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Parse safetensors bytes -> (tensors, metadata). Raises ValueError naming `name` on any defect."""
-    def bad(why: str) -> ValueError:
-        return ValueError(f"{name}: not a valid safetensors file: {why}")
-
-    if len(buf) < 8:
-        raise bad(f"only {len(buf)} bytes, shorter than the 8-byte header length")
-    (n,) = struct.unpack("<Q", buf[:8])
-    if n > MAX_HEADER or 8 + n > len(buf):
-        raise bad(f"header length {n} does not fit in a file of {len(buf)} bytes (truncated?)")
-    try:
-        header = json.loads(buf[8:8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise bad(f"header is not JSON ({e})") from None
-    if not isinstance(header, dict):
-        raise bad("header is not a JSON object")
-    metadata = header.pop("__metadata__", None) or {}
+    n = header_length(buf[:8], len(buf), name)
+    entries, metadata = parse_header(buf[8:8 + n], len(buf) - 8 - n, name)
     data = memoryview(buf)[8 + n:]
-    spans = []
     out: dict[str, np.ndarray] = {}
-    for key, info in header.items():
-        try:
-            dtype = np.dtype(_DTYPES[info["dtype"]]).newbyteorder("<")
-            shape = tuple(int(s) for s in info["shape"])
-            begin, end = (int(x) for x in info["data_offsets"])
-        except (KeyError, TypeError, ValueError):
-            raise bad(f"entry {key!r} lacks a valid dtype, shape or data_offsets") from None
-        count = int(np.prod(shape)) if shape else 1
-        if end - begin != count * dtype.itemsize or begin < 0 or end > len(data):
-            raise bad(f"tensor {key!r} ({info['dtype']} {list(shape)}) does not fit its data_offsets "
-                      f"[{begin}, {end}] in a buffer of {len(data)} bytes (truncated?)")
-        spans.append((begin, end))
-        out[key] = np.frombuffer(data[begin:end], dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
-    spans.sort()
-    pos = 0
-    for begin, end in spans:
-        if begin != pos:
-            raise bad(f"data offsets overlap or leave a gap at byte {pos}")
-        pos = end
-    if pos != len(data):
-        raise bad(f"{len(data) - pos} bytes after the last tensor")
+    for key, e in entries.items():
+        dtype = np.dtype(_DTYPES[e.dtype]).newbyteorder("<")
+        out[key] = np.frombuffer(data[e.begin:e.end], dtype=dtype).reshape(e.shape).astype(dtype.newbyteorder("="))
     return out, metadata
 
 

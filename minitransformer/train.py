@@ -102,13 +102,15 @@ def train(cfg: TrainConfig, overrides: dict[str, Any] | None = None, progress: b
     return {**result, "model": model, "tokenizer": tokenizer, "source": source}
 
 
-def load_model(out: str | Path) -> tuple[GPT, Any, dict[str, Any]]:
-    """The model and tokenizer of the checkpoint in `out` (for sampling); raises CheckpointError."""
-    doc, state = checkpoint.load_task(out, "lm", "a language model's")
+def load_model(out: str | Path, allow_nonfinite: bool = False) -> tuple[GPT, Any, dict[str, Any]]:
+    """The model and tokenizer of the checkpoint in `out` (for sampling); raises CheckpointError. Weights
+    with NaN or infinity are refused unless `allow_nonfinite`."""
+    doc, state = checkpoint.load_task(out, "lm", "a language model's", allow_nonfinite=allow_nonfinite)
     model = GPT(GPTConfig(**doc["model_config"]))
-    if "quantization" in doc:  # integer weights and scales in place of the float Linears
-        from .nn.quantized import apply_format
+    with checkpoint.building(out, doc):
+        if "quantization" in doc:  # integer weights and scales in place of the float Linears
+            from .nn.quantized import apply_format
 
-        apply_format(model, doc["quantization"])
-    model.load_state_dict(state)
+            apply_format(model, doc["quantization"])
+        model.load_state_dict(state)
     return model.eval(), tokenizer_from_dict(doc["tokenizer"]), doc

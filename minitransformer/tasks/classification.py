@@ -256,7 +256,8 @@ def train(cfg: ClassifyConfig, overrides: dict[str, Any] | None = None, progress
 def load(out: str | Path) -> tuple[TransformerClassifier, Vocab, list[str], dict[str, Any]]:
     doc, state = checkpoint.load_task(out, "classify", "a classifier's")
     model = TransformerClassifier(ClassifierConfig(**doc["model_config"]))
-    model.load_state_dict(state)
+    with checkpoint.building(out, doc):  # a mismatch names the weight file, as a CheckpointError
+        model.load_state_dict(state)
     return model.eval(), Vocab.from_dict(doc["tokenizer"]), doc["labels"], doc
 
 

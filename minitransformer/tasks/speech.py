@@ -460,7 +460,8 @@ def train(cfg: SpeechTrainConfig, overrides: dict[str, Any] | None = None, progr
 def load(out: str | Path) -> tuple[SpeechTransformer, dict[str, Any]]:
     doc, state = checkpoint.load_task(out, "asr", "a speech model's")
     model = SpeechTransformer(SpeechConfig(**doc["model_config"]))
-    model.load_state_dict(state)
+    with checkpoint.building(out, doc):  # a mismatch names the weight file, as a CheckpointError
+        model.load_state_dict(state)
     return model.eval(), doc
 
 

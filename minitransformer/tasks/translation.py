@@ -308,7 +308,8 @@ def load(out: str | Path) -> tuple[Seq2SeqTransformer, Vocab, Vocab, dict[str, A
     """The model and vocabularies of a translation checkpoint; raises CheckpointError."""
     doc, state = checkpoint.load_task(out, "translate", "a translation model's")
     model = Seq2SeqTransformer(Seq2SeqConfig(**doc["model_config"]))
-    model.load_state_dict(state)
+    with checkpoint.building(out, doc):  # a mismatch names the weight file, as a CheckpointError
+        model.load_state_dict(state)
     tok = doc["tokenizer"]
     return model.eval(), Vocab.from_dict(tok["src"]), Vocab.from_dict(tok["tgt"]), doc
 

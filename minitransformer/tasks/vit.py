@@ -310,7 +310,8 @@ def plot_attention_png(model: ViT, data: dict[str, Any], out: Path) -> Path | No
 def load(out: str | Path) -> tuple[ViT, list[str], dict[str, Any]]:
     doc, state = checkpoint.load_task(out, "vit", "a ViT's")
     model = ViT(ViTConfig(**doc["model_config"]))
-    model.load_state_dict(state)
+    with checkpoint.building(out, doc):  # a mismatch names the weight file, as a CheckpointError
+        model.load_state_dict(state)
     return model.eval(), doc["labels"], doc
 
 
