@@ -81,17 +81,23 @@ def default_collate(batch: Sequence[Any]) -> Any:
         columns = [default_collate(column) for column in zip(*batch, strict=True)]
         if isinstance(elem, tuple):
             return columns
-        if isinstance(elem, MutableSequence):
-            clone = copy.copy(elem)
-            for i, column in enumerate(columns):
-                clone[i] = column
-            return clone
-        try:
-            return type(elem)(columns)
-        except TypeError:  # a sequence type that cannot be built from a list
-            return columns
+        return _same_kind(elem, columns)
     raise TypeError(f"default_collate: batch must contain tensors, numpy arrays, numbers, dicts or lists; "
                     f"found {type(elem)}")
+
+
+def _same_kind(like: Sequence, items: list[Any]) -> Any:
+    """`items` in a sequence of `like`'s type, as torch returns them: a copy of a mutable sequence with its
+    items replaced, else `type(like)(items)`, else the list itself (a type that cannot be built from one)."""
+    if isinstance(like, MutableSequence):
+        clone = copy.copy(like)
+        for i, item in enumerate(items):
+            clone[i] = item
+        return clone
+    try:
+        return type(like)(items)
+    except TypeError:
+        return items
 
 
 def default_convert(data: Any) -> Any:
@@ -120,14 +126,5 @@ def default_convert(data: Any) -> Any:
     if isinstance(data, tuple):
         return [default_convert(d) for d in data]
     if isinstance(data, Sequence):
-        converted = [default_convert(d) for d in data]
-        if isinstance(data, MutableSequence):
-            clone = copy.copy(data)
-            for i, value in enumerate(converted):
-                clone[i] = value
-            return clone
-        try:
-            return type(data)(converted)
-        except TypeError:
-            return converted
+        return _same_kind(data, [default_convert(d) for d in data])
     return data
