@@ -1,28 +1,53 @@
-"""A generation server for a trained language model (`minitransformer serve --out DIR`), on the standard
-library's threading HTTP server.
+"""A generation server for a trained language model (`minitransformer serve --out DIR`): OpenAI's completions
+API with continuous batching, on the standard library's threading HTTP server.
 
-    GET  /health        {"status": "ok"}
-    GET  /v1/model      the model's config, parameter count, vocabulary and quantization
-    POST /v1/generate   {"prompt": "...", "max_new_tokens": 100, "temperature": 0.8, "top_k": null,
-                         "top_p": null, "seed": null, "stream": false} -> {"text": "...", "tokens": N}
-                        with "stream": true the text comes as it is sampled (chunked transfer encoding)
+    GET  /health              {"status": "ok"}
+    GET  /v1/models           {"object": "list", "data": [{"id", "object": "model", "created", "owned_by"}]}
+    GET  /v1/models/{id}      that model (404 for any other id); the id is the checkpoint folder's name unless
+                              model_name says otherwise
+    POST /v1/completions      OpenAI's completions request and response (serving/completions.py lists the
+                              fields); with "stream": true, Server-Sent Events `data: {chunk}` ... `data: [DONE]`
+    GET  /v1/model            the model's config, parameter count, vocabulary and quantization
+    POST /v1/generate         {"prompt": "...", "max_new_tokens": 100, "temperature": 0.8, "top_k": null,
+                               "top_p": null, "seed": null, "stream": false} -> {"text": "...", "prompt": "..."};
+                              with "stream": true the text comes as it is sampled (chunked transfer encoding)
 
-A bad request gets a 4xx status and {"error": "..."} saying what is wrong (malformed JSON, an unknown field, a
-value of the wrong type or range, max_new_tokens above the server's limit, a prompt the tokenizer cannot
-encode, a body over the size limit, an unknown path); an unexpected failure gets a 500; the server keeps
-serving either way. Requests are handled in threads; generation itself runs one request at a time (a lock),
-because the sampling generator and the model's caches are shared.
+Request threads read and validate; their sequences go to one scheduler thread that owns the model and decodes
+every running sequence as one batch, newcomers joining at the next step (serving/scheduler.py says how); each
+request reads its own results from a queue. Errors on the OpenAI paths are {"error": {"message", "type",
+"param", "code"}}: 400 a bad field, 404 an unknown model or path, 405 a wrong method, 411/413 a missing or too
+large body, 503 a full queue (retry later); /v1/generate answers its own 4xx as {"error": "..."}. A failure
+inside the model fails the requests being decoded (500) and the server keeps serving.
+
+Limits: the body (max_body_bytes), the tokens a request may ask for (max_new_tokens_limit, for max_tokens
+too), the prompt (a completions prompt longer than block_size is refused, 400 context_length_exceeded, rather
+than silently cropped; /v1/generate crops it as GPT.generate does), the rows decoded together (max_batch_size)
+and the sequences waiting (max_queue). A generation may run past block_size: as in GPT.generate, the context
+then slides (the last block_size tokens, recomputed at each step).
 """
 
 from __future__ import annotations
 
 import json
-import threading
+import queue
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+
+from .nn.quantized import parameter_count
+from .serving import completions
+from .serving.completions import APIError
+from .serving.scheduler import Event, QueueFull, Request, Sampling, Scheduler, Sequence
+from .train import load_model
 
 FIELDS = {"prompt": str, "max_new_tokens": int, "temperature": (int, float), "top_k": (int, type(None)),
           "top_p": (int, float, type(None)), "seed": (int, type(None)), "stream": bool}
+ROUTES = {"/health": "GET", "/v1/model": "GET", "/v1/models": "GET", "/v1/completions": "POST",
+          "/v1/generate": "POST"}
 
 
 class BadRequest(ValueError):
@@ -31,24 +56,27 @@ class BadRequest(ValueError):
         self.status = status
 
 
-class Generator:
-    """The model, its tokenizer and the limits; `parse` validates a request, `stream` yields text pieces."""
+class Service:
+    """The model, its tokenizer, the limits and the scheduler; `parse_generate` validates a /v1/generate body."""
 
-    def __init__(self, out: str, max_new_tokens_limit: int = 1000, max_body_bytes: int = 1 << 20) -> None:
-        from .train import load_model
-
+    def __init__(self, out: str, max_new_tokens_limit: int = 1000, max_body_bytes: int = 1 << 20,
+                 max_batch_size: int = 16, max_queue: int = 64, model_name: str | None = None) -> None:
         self.model, self.tokenizer, self.doc = load_model(out)
         self.limit, self.max_body = max_new_tokens_limit, max_body_bytes
-        self.lock = threading.Lock()
+        self.model_id = model_name or Path(out).resolve().name
+        self.created = int(Path(out).stat().st_mtime)
+        self.scheduler = Scheduler(self.model, self.tokenizer, max_batch_size, max_queue)
 
     def info(self) -> dict[str, Any]:
-        from .nn.quantized import parameter_count
-
-        n = parameter_count(self.model)
-        return {"model_config": self.doc["model_config"], "parameters": int(n), "step": self.doc["step"],
-                "tokenizer": self.tokenizer.kind, "vocab_size": self.tokenizer.vocab_size,
+        return {"model_config": self.doc["model_config"], "parameters": int(parameter_count(self.model)),
+                "step": self.doc["step"], "tokenizer": self.tokenizer.kind, "vocab_size": self.tokenizer.vocab_size,
                 "quantization": self._quantization(), "pruning": self.doc.get("pruning"),
-                "max_new_tokens_limit": self.limit}
+                "max_new_tokens_limit": self.limit, "id": self.model_id,
+                "max_batch_size": self.scheduler.max_batch_size, "max_queue": self.scheduler.max_queue,
+                "batching": dict(self.scheduler.stats)}
+
+    def card(self) -> dict[str, Any]:
+        return {"id": self.model_id, "object": "model", "created": self.created, "owned_by": "minitransformer"}
 
     def _quantization(self) -> str | dict[str, Any]:
         q = self.doc.get("quantization")
@@ -57,7 +85,7 @@ class Generator:
         return {"bits": q["bits"], "group": q["group"], "layers": len(q["linears"]),
                 "embedding": bool(q["embeddings"])}
 
-    def parse(self, body: bytes) -> dict[str, Any]:
+    def parse_generate(self, body: bytes) -> dict[str, Any]:
         try:
             req = json.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -83,99 +111,238 @@ class Generator:
         if r["seed"] is not None and r["seed"] < 0:
             raise BadRequest(f"seed must be non-negative, got {r['seed']}")
         try:
-            r["ids"] = self.tokenizer.encode(r["prompt"]) if r["prompt"] else [0]
+            r["ids"] = (self.tokenizer.encode(r["prompt"]) if r["prompt"] else []) or [0]
         except ValueError as e:  # a character the character vocabulary never saw
             raise BadRequest(f"prompt: {e}") from None
-        if not r["ids"]:
-            r["ids"] = [0]
         return r
 
-    def stream(self, r: dict[str, Any]):  # noqa: ANN201
-        """Yield the prompt's continuation piece by piece (whole UTF-8 characters)."""
-        import codecs
-
-        import minitransformer as mt
-
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        with self.lock, mt.no_grad():
-            if r["seed"] is not None:
-                mt.manual_seed(r["seed"])
-            for tok in self.model.generate_stream(mt.tensor([r["ids"]]), r["max_new_tokens"], float(r["temperature"]),
-                                                  r["top_k"], r["top_p"]):
-                t = int(tok.item())
-                piece = (decoder.decode(self.tokenizer.vocab[t]) if self.tokenizer.kind == "bpe"
-                         else self.tokenizer.decode([t]))
-                if piece:
-                    yield piece
-            tail = decoder.decode(b"", final=True)
-            if tail:
-                yield tail
+    def generate_sequence(self, r: dict[str, Any], request: Request) -> Sequence:
+        """A /v1/generate request as one sequence (a longer prompt is cropped by the prefill, as in generate)."""
+        s = Sampling(r["max_new_tokens"], float(r["temperature"]), r["top_p"], r["top_k"])
+        return Sequence(request, 0, r["ids"], s, np.random.default_rng(r["seed"]))
 
 
-def make_handler(gen: Generator) -> type[BaseHTTPRequestHandler]:
+class ServerFailure(RuntimeError):
+    pass
+
+
+def events(service: Service, request: Request, n: int) -> Iterator[Event]:
+    """A request's events until its n choices have finished; a failed step raises ServerFailure."""
+    done = 0
+    while done < n:
+        try:
+            ev = request.events.get(timeout=1.0)
+        except queue.Empty:
+            if not service.scheduler.thread.is_alive():
+                raise ServerFailure("the scheduler has stopped") from None
+            continue
+        if ev.error is not None:
+            raise ServerFailure(ev.error)
+        done += ev.finish is not None
+        yield ev
+
+
+def make_handler(service: Service) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "minitransformer"
+        # headers and body leave in separate writes: with Nagle's algorithm the body would wait for the
+        # client's delayed ACK (~40 ms on Linux) on every answer, and every streamed piece would too
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             return  # quiet; the caller prints what it wants
 
-        def _json(self, status: int, obj: dict[str, Any]) -> None:
+        def _json(self, status: int, obj: dict[str, Any], headers: dict[str, str] | None = None) -> None:
             body = json.dumps(obj, ensure_ascii=False).encode("utf-8")
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
             self.end_headers()
             self.wfile.write(body)
 
+        def _start_chunked(self, content_type: str) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+
+        def _chunk(self, data: bytes) -> None:
+            """One chunk of a chunked body (b"" ends the body)."""
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+
+        def _body(self) -> bytes:
+            try:
+                length = int(self.headers.get("Content-Length", ""))
+            except ValueError:
+                raise APIError(411, "a Content-Length header is required", None, "length_required") from None
+            if length > service.max_body:
+                raise APIError(413, f"body of {length} bytes is over the limit of {service.max_body}", None,
+                               "body_too_large")
+            self._unread = 0
+            return self.rfile.read(length)
+
         def do_GET(self) -> None:  # noqa: N802
-            if self.path == "/health":
-                self._json(200, {"status": "ok"})
-            elif self.path == "/v1/model":
-                self._json(200, gen.info())
-            else:
-                self._json(404, {"error": f"no such path {self.path!r}: GET /health, GET /v1/model, "
-                                          "POST /v1/generate"})
+            self._route("GET")
 
         def do_POST(self) -> None:  # noqa: N802
+            self._route("POST")
+
+        def do_PUT(self) -> None:  # noqa: N802
+            self._route("PUT")
+
+        def do_DELETE(self) -> None:  # noqa: N802
+            self._route("DELETE")
+
+        def do_PATCH(self) -> None:  # noqa: N802
+            self._route("PATCH")
+
+        def _route(self, method: str) -> None:
+            path = unquote(urlsplit(self.path).path)
             try:
-                if self.path != "/v1/generate":
-                    raise BadRequest(f"no such path {self.path!r}: POST /v1/generate", 404)
-                try:
-                    length = int(self.headers.get("Content-Length", ""))
-                except ValueError:
-                    raise BadRequest("a Content-Length header is required", 411) from None
-                if length > gen.max_body:
-                    self.close_connection = True  # the body is not read: the connection cannot be reused
-                    raise BadRequest(f"body of {length} bytes is over the limit of {gen.max_body}", 413)
-                r = gen.parse(self.rfile.read(length))
-                if not r["stream"]:
-                    text = "".join(gen.stream(r))
-                    self._json(200, {"text": text, "prompt": r["prompt"]})
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; charset=utf-8")
-                self.send_header("Transfer-Encoding", "chunked")
-                self.end_headers()
-                for piece in gen.stream(r):
-                    data = piece.encode("utf-8")
-                    self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-                    self.wfile.flush()
-                self.wfile.write(b"0\r\n\r\n")
-            except BadRequest as e:
-                self._json(e.status, {"error": str(e)})
+                self._unread = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                self._unread = 1
+            try:
+                model_path = path.startswith("/v1/models/")
+                allowed = "GET" if model_path else ROUTES.get(path)
+                if allowed is None:
+                    raise APIError(404, f"no such path {path!r}; this server has GET /v1/models, GET /v1/models/"
+                                        "{id}, POST /v1/completions, GET /health, GET /v1/model, POST /v1/generate",
+                                   None, "not_found")
+                if method != allowed:
+                    raise APIError(405, f"{path} takes {allowed}, not {method}", None, "method_not_allowed")
+                if path == "/v1/generate":
+                    self._generate()
+                elif path == "/v1/completions":
+                    self._completions()
+                elif model_path:
+                    if path[len("/v1/models/"):] != service.model_id:
+                        raise APIError(404, f"the model {path[len('/v1/models/'):]!r} does not exist; this server "
+                                            f"has {service.model_id!r}", None, "model_not_found")
+                    self._json(200, service.card())
+                elif path == "/v1/models":
+                    self._json(200, {"object": "list", "data": [service.card()]})
+                elif path == "/v1/model":
+                    self._json(200, service.info())
+                else:
+                    self._json(200, {"status": "ok"})
+            except APIError as e:
+                self._refuse(e.status, e.body(), {"Allow": ROUTES.get(path, "GET")} if e.status == 405 else None)
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True
             except Exception as e:  # never let one request take the server down
-                self._json(500, {"error": f"internal error: {type(e).__name__}: {e}"})
+                self._refuse(500, APIError(500, f"internal error: {type(e).__name__}: {e}").body())
+
+        def _refuse(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+            if self._unread:
+                self.close_connection = True  # the body was not read: the connection cannot be reused
+            self._json(status, body, headers)
+
+        def _generate(self) -> None:
+            """POST /v1/generate, with its own error shape."""
+            request = Request(stream=False)
+            try:
+                try:
+                    r = service.parse_generate(self._body())
+                    request.stream = r["stream"]
+                    service.scheduler.submit([service.generate_sequence(r, request)])
+                except APIError as e:
+                    raise BadRequest(str(e), e.status) from None
+                except QueueFull as e:
+                    raise BadRequest(str(e), 503) from None
+                if not r["stream"]:
+                    text = "".join(ev.text for ev in events(service, request, 1))
+                    self._json(200, {"text": text, "prompt": r["prompt"]})
+                    return
+                self._start_chunked("text/plain; charset=utf-8")
+                try:
+                    for ev in events(service, request, 1):
+                        if ev.text:
+                            self._chunk(ev.text.encode("utf-8"))
+                except ServerFailure:  # too late for a status: an unterminated body tells the client
+                    self.close_connection = True
+                    return
+                self._chunk(b"")
+            except BadRequest as e:
+                self._refuse(e.status, {"error": str(e)})
+            except ServerFailure as e:
+                self._refuse(500, {"error": str(e)})
+            finally:
+                request.cancelled = True  # a no-op once done; stops the sequence if the client went away
+
+        def _completions(self) -> None:
+            """POST /v1/completions: one JSON answer, or Server-Sent Events."""
+            c = completions.parse(self._body(), service.model_id, service.tokenizer, service.model.config.block_size,
+                                  service.limit, service.scheduler.max_queue)
+            request = Request(stream=c.stream)
+            try:
+                service.scheduler.submit(completions.sequences(c, request))
+            except QueueFull as e:
+                raise APIError(503, str(e), None, "queue_full") from None
+            try:
+                if not c.stream:
+                    collected = completions.Collector(c)
+                    try:
+                        for ev in events(service, request, len(c.prompts) * c.n):
+                            collected.add(ev)
+                    except ServerFailure as e:
+                        raise APIError(500, str(e)) from None
+                    self._json(200, collected.response())
+                    return
+                self._start_chunked("text/event-stream")
+                started, tokens = set(), 0
+                try:
+                    for ev in events(service, request, len(c.prompts) * c.n):
+                        pre = "" if ev.index in started else completions.prefix(c, ev.index)
+                        started.add(ev.index)
+                        tokens += ev.tokens if ev.finish else 0
+                        self._event(completions.chunk(c, ev, pre))
+                    if c.include_usage:
+                        self._event(completions.usage_chunk(c, tokens))
+                except ServerFailure as e:
+                    self._event(APIError(500, str(e)).body())
+                self._chunk(b"data: [DONE]\n\n")
+                self._chunk(b"")
+            finally:
+                request.cancelled = True
+
+        def _event(self, obj: dict[str, Any]) -> None:
+            self._chunk(b"data: " + json.dumps(obj, ensure_ascii=False).encode("utf-8") + b"\n\n")
 
     return Handler
 
 
+class Server(ThreadingHTTPServer):
+    """The HTTP server with its Service; server_close also stops the scheduler thread."""
+
+    daemon_threads = True
+    request_queue_size = 128  # the listen backlog: socketserver's 5 resets connections in a burst of clients
+
+    def __init__(self, address: tuple[str, int], service: Service) -> None:
+        self.service = service
+        super().__init__(address, make_handler(service))
+
+    @property
+    def scheduler(self) -> Scheduler:
+        return self.service.scheduler
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.service.scheduler.close()
+
+
 def make_server(out: str, host: str = "127.0.0.1", port: int = 8000, max_new_tokens_limit: int = 1000,
-                max_body_bytes: int = 1 << 20) -> ThreadingHTTPServer:
+                max_body_bytes: int = 1 << 20, max_batch_size: int = 16, max_queue: int = 64,
+                model_name: str | None = None) -> Server:
     """A server ready to `serve_forever()` (port 0 picks a free port: `server.server_address[1]`)."""
-    gen = Generator(out, max_new_tokens_limit, max_body_bytes)
-    server = ThreadingHTTPServer((host, port), make_handler(gen))
-    server.daemon_threads = True
-    return server
+    service = Service(out, max_new_tokens_limit, max_body_bytes, max_batch_size, max_queue, model_name)
+    try:
+        return Server((host, port), service)
+    except OSError:
+        service.scheduler.close()
+        raise
