@@ -3,6 +3,7 @@
     minitransformer train                      # a small GPT on the built-in corpus, then a sample
     minitransformer train --data input.txt --tokenizer bpe --vocab-size 1024 --max-iters 5000
     minitransformer train --out out --resume   # continue exactly where the last checkpoint stopped
+    minitransformer train --out out --overwrite  # start over in a folder that holds a checkpoint (else refused)
     minitransformer train config/train_shakespeare_char.py --max_iters=2000 --compile=False   # nanoGPT's spelling
     minitransformer sample --out out --prompt "def " --max-new-tokens 500 --top-p 0.9
 
@@ -52,7 +53,10 @@ from .cli_options import (
     nanogpt_argv,
     wrap,
 )
+from .loop import check_ranges
 from .train import TrainConfig
+
+INF = float("inf")
 
 
 def _train_parser(sub: Any, flags: dict[str, str]) -> None:
@@ -102,6 +106,10 @@ class SampleOptions:
     device: str = "cpu"
     init_from: str = "resume"
 
+    # top_k: at least 1 or absent (None), the rule the server applies to a request's top_k
+    RANGES = {"max_new_tokens": (0, INF, True), "temperature": (0, INF, False), "top_k": (1, INF, True),
+              "top_p": (0, 1, False), "seed": (0, 2**128 - 1, True), "num_samples": (1, INF, True)}
+
 
 SAMPLE_HELP = {
     "prompt": "the text the samples continue; FILE:path reads it from a file (default: a newline)",
@@ -143,6 +151,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     from .train import load_model
 
     o = SampleOptions(**config_values(args, SampleOptions))
+    check_ranges(o, o.RANGES)
     if o.init_from != "resume":
         raise ValueError(f"--init-from {o.init_from}: sample reads the checkpoint in --out (init_from=resume); "
                          "OpenAI's GPT-2 weights are not read here")
@@ -157,8 +166,6 @@ def cmd_sample(args: argparse.Namespace) -> None:
     model, tokenizer, _ = load_model(o.out)
     if o.seed is not None:
         mt.manual_seed(o.seed)
-    if o.num_samples < 1:
-        raise ValueError(f"--num-samples must be at least 1, got {o.num_samples}")
     if o.num_samples == 1:
         _stream(model, tokenizer, prompt, o.max_new_tokens, o.temperature, o.top_k, o.top_p)
         return
@@ -308,7 +315,15 @@ def cmd_search(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     from .serve import make_server
 
-    server = make_server(args.out, args.host, args.port, args.max_new_tokens_limit, args.max_body_bytes)
+    check_ranges(args, {"port": (0, 65535, True), "max_new_tokens_limit": (1, INF, True),
+                        "max_body_bytes": (1, INF, True)})
+    try:
+        server = make_server(args.out, args.host, args.port, args.max_new_tokens_limit, args.max_body_bytes)
+    except OSError as e:
+        if e.filename is not None:
+            raise
+        # the address: a port in use, a host name that does not resolve, an address not on this machine
+        raise ValueError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
     host, port = server.server_address[:2]
     print(f"serving {args.out} on http://{host}:{port} (POST /v1/generate, GET /v1/model, GET /health); "
           "Ctrl-C stops", flush=True)
@@ -321,7 +336,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 def cmd_quantize(args: argparse.Namespace) -> None:
     from .compress import checkpoint_bytes, quantize_checkpoint
 
-    desc = quantize_checkpoint(args.out, args.to, args.bits, args.group, args.embedding)
+    desc = quantize_checkpoint(args.out, args.to, args.bits, args.group, args.embedding, overwrite=args.overwrite)
     what = "int8 per channel" if desc["bits"] == 8 else f"4-bit in groups of {desc['group']}"
     print(f"quantized {len(desc['linears'])} Linear layers ({what}"
           + (", embedding included" if desc["embeddings"] else "") + f") into {args.to}: "
@@ -332,7 +347,7 @@ def cmd_prune(args: argparse.Namespace) -> None:
     from .compress import prune_checkpoint
 
     desc = prune_checkpoint(args.out, args.to, args.sparsity, args.heads, args.finetune_iters, args.finetune_lr,
-                            progress=not args.quiet)
+                            progress=not args.quiet, overwrite=args.overwrite)
     heads = sum(len(v) for v in desc["heads"].values())
     print(f"pruned into {args.to}: {desc['achieved_sparsity']:.1%} of the block weights are zero, "
           f"{heads} head(s) removed" + (f", fine-tuned {args.finetune_iters} steps" if args.finetune_iters else ""))
@@ -341,6 +356,7 @@ def cmd_prune(args: argparse.Namespace) -> None:
 def cmd_eval(args: argparse.Namespace) -> None:
     from .compress import evaluate
 
+    check_ranges(args, {"batch_size": (1, INF, True)})
     r = evaluate(args.out, args.batch_size)
     q = r["quantization"]
     kind = "float32" if not q else ("int8" if q["bits"] == 8 else f"4-bit (group {q['group']})")
@@ -487,6 +503,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, str], set[str]]:
     z.add_argument("--bits", type=int, choices=(8, 4), default=8, help="bits per weight")
     z.add_argument("--group", type=int, default=64, help="4-bit: weights per scale (32 or 64)")
     z.add_argument("--embedding", action="store_true", help="also quantize the (tied) token embedding")
+    z.add_argument("--overwrite", action="store_true", help="replace a checkpoint already in --to")
     r = sub.add_parser("prune", help="write a pruned copy of a language-model checkpoint")
     r.add_argument("--out", default="out", help="the trained checkpoint directory")
     r.add_argument("--to", required=True, help="directory for the pruned checkpoint")
@@ -495,6 +512,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, str], set[str]]:
     r.add_argument("--finetune-iters", type=int, default=0, help="steps of training afterwards, zeros held")
     r.add_argument("--finetune-lr", type=float, default=None, help="(default: the run's --min-lr)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--overwrite", action="store_true", help="replace a checkpoint already in --to")
     a = sub.add_parser("eval", help="validation loss, file size and memory of a language-model checkpoint")
     a.add_argument("--out", default="out", help="checkpoint directory (float, quantized or pruned)")
     a.add_argument("--batch-size", type=int, default=64, help="validation windows per batch")
@@ -532,6 +550,15 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def os_error_line(e: OSError) -> str:
+    """One line for an OSError: the file (or both files of a rename) and the system's reason."""
+    reason = e.strerror or str(e)
+    if e.filename is None:
+        return reason
+    names = f"{e.filename}" + (f" -> {e.filename2}" if getattr(e, "filename2", None) else "")
+    return f"{names}: {reason}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(list(sys.argv[1:] if argv is None else argv))
     status = None  # a command may return an exit status (run: the job's)
@@ -543,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
             status = commands[args.command](args)
         else:  # translate, classify, vit, asr
             cmd_task(args.command, args)
-    except (ValueError, FileNotFoundError, CheckpointError, RuntimeError) as e:
+    except (ValueError, CheckpointError, RuntimeError) as e:
         _stop_other_ranks(str(e))
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -552,6 +579,11 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as e:  # a file that cannot be read or written: its name and the system's reason
+        message = os_error_line(e)
+        _stop_other_ranks(message)
+        print(f"error: {message}", file=sys.stderr)
+        return 2
     except Exception as e:
         _stop_other_ranks(f"{type(e).__name__}: {e}")
         raise

@@ -154,6 +154,19 @@ def _open_plain(path: Path, size: int) -> Any:
     return os.fdopen(fd, "rb")
 
 
+def refuse_to_replace(directory: str | Path, advice: str) -> None:
+    """Raise ValueError when `directory` already holds a checkpoint (a command about to write one there would
+    replace it): the message names the directory and its step, then `advice` (what to pass instead)."""
+    d = Path(directory)
+    if not os.path.lexists(d / "checkpoint.json"):
+        return
+    try:
+        step = f"step {read_manifest(d)['step']}"
+    except (CheckpointError, OSError):
+        step = "unreadable"
+    raise ValueError(f"{d} already holds a checkpoint ({step}); {advice}")
+
+
 def read_manifest(directory: str | Path) -> dict[str, Any]:
     """checkpoint.json of the checkpoint in `directory`, checked against its checksum and checkpoint_schema
     (the weight files are neither read nor verified: `load` does that)."""

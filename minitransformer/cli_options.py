@@ -39,6 +39,10 @@ HELP = {
     "eval_only": "evaluate once and exit (with --resume: the checkpoint's model)",
     "always_save_checkpoint": "save at every evaluation; --no-always-save-checkpoint: only when the val loss improves",
     "decay_lr": "warmup, then cosine decay to --min-lr; --no-decay-lr: a constant --lr",
+    "overwrite": "train from scratch even though --out holds a checkpoint (replaced at the first save); without it "
+                 "such a run is refused",
+    "skip_nonfinite": "skip (and count) a step whose loss or gradient is NaN or infinite, as GradScaler does; "
+                      "without it training stops there, the last good checkpoint kept",
 }
 CONFIG_HELP = ("TOML (or nanoGPT-style .py) file of options; the config files given positionally, then the command "
                "line, win over it")

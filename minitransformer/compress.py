@@ -39,13 +39,15 @@ def _same_dir(src: str | Path, dst: str | Path) -> None:
 
 
 def quantize_checkpoint(src: str | Path, dst: str | Path, bits: int = 8, group: int = 64,
-                        embedding: bool = False) -> dict[str, Any]:
-    """Write a quantized copy of the language-model checkpoint `src` to `dst`; returns its "quantization"
-    description."""
+                        embedding: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """Write a quantized copy of the language-model checkpoint `src` to `dst` (refused when `dst` holds a
+    checkpoint, unless `overwrite`); returns its "quantization" description."""
     from .nn.quantized import quantize_
     from .train import load_model
 
     _same_dir(src, dst)
+    if not overwrite:
+        checkpoint.refuse_to_replace(dst, "pass --overwrite to replace it, or choose another --to")
     model, _, doc = load_model(src)
     if "quantization" in doc:
         raise ValueError(f"{src} is already quantized ({doc['quantization']['bits']}-bit); quantize the float "
@@ -58,17 +60,19 @@ def quantize_checkpoint(src: str | Path, dst: str | Path, bits: int = 8, group: 
 
 def prune_checkpoint(src: str | Path, dst: str | Path, sparsity: float = 0.0, heads: int = 0,
                      finetune_iters: int = 0, finetune_lr: float | None = None,
-                     progress: bool = True) -> dict[str, Any]:
+                     progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
     """Write a pruned copy of `src` to `dst`: `sparsity` of the block weights by magnitude and the `heads`
     least important heads; with finetune_iters > 0, train that many steps (the source run's data and
     options; lr constant at finetune_lr, default the run's min_lr) with the zeros held. (Nothing pruned
     and a fine-tune: the control that tells what the extra steps alone are worth.) Returns the
-    "pruning" description."""
+    "pruning" description. `dst` must not hold a checkpoint, unless `overwrite`."""
     from .loop import saved_config
     from .nn import prune
     from .train import TrainConfig, load_model, train
 
     _same_dir(src, dst)
+    if not overwrite:
+        checkpoint.refuse_to_replace(dst, "pass --overwrite to replace it, or choose another --to")
     model, tokenizer, doc = load_model(src)
     if "quantization" in doc:
         raise ValueError(f"{src} is quantized; prune the float checkpoint (and quantize afterwards)")
@@ -92,8 +96,9 @@ def prune_checkpoint(src: str | Path, dst: str | Path, sparsity: float = 0.0, he
     if finetune_iters > 0:
         cfg = saved_config(TrainConfig, doc)
         lr = cfg.min_lr if finetune_lr is None else finetune_lr
-        cfg = dataclasses.replace(cfg, out=str(dst), resume=False, max_iters=finetune_iters, lr=lr, min_lr=lr,
-                                  warmup_iters=0, eval_interval=finetune_iters, sample_tokens=0, history=[])
+        cfg = dataclasses.replace(cfg, out=str(dst), resume=False, overwrite=True, max_iters=finetune_iters, lr=lr,
+                                  min_lr=lr, warmup_iters=0, eval_interval=finetune_iters, sample_tokens=0,
+                                  history=[])
         train(cfg, progress=progress, start=start, tokenizer=tokenizer)
     else:
         start(model)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -26,6 +27,7 @@ import numpy as np
 
 from . import backend, checkpoint, distributed
 from .autograd import no_grad
+from .checkpoint_schema import MAX_SIZE
 from .nn.module import Module
 from .nn.utils import clip_grad_norm_
 from .optim import AdamW, weight_decay_groups
@@ -63,22 +65,35 @@ class LoopConfig:
     decay_lr: bool = True             # False: a constant --lr, no warmup and no decay
     history: list[dict[str, float]] = field(default_factory=list, repr=False)
 
-    POSITIVE = ("max_iters", "batch_size", "grad_accum", "eval_interval", "eval_iters")
+    overwrite: bool = False           # train from scratch into an --out that already holds a checkpoint
+    skip_nonfinite: bool = False      # skip (and count) steps whose loss or gradient is NaN or infinite
+
+    # the allowed range of each numeric option: (low, high, whether low itself is allowed); high is inclusive.
+    # POSITIVE names the sizes and counts (1 .. MAX_SIZE, what a checkpoint may hold); every other float must
+    # at least be finite.
+    POSITIVE = ("batch_size", "grad_accum", "eval_interval", "eval_iters")
+    RANGES = {
+        "max_iters": (0, math.inf, True), "lr": (0, math.inf, False), "min_lr": (0, math.inf, True),
+        "warmup_iters": (0, math.inf, True), "lr_decay_iters": (0, math.inf, True),
+        "weight_decay": (0, math.inf, True), "beta1": (0, 1, True), "beta2": (0, 1, True),
+        "grad_clip": (0, math.inf, True), "log_interval": (0, math.inf, True), "seed": (0, 2**128 - 1, True),
+        "dropout": (0, 1, True),
+    }
+    BELOW_ONE = ("beta1", "beta2", "dropout")  # [0, 1): 1 itself is not allowed
+
+    def ranges(self) -> dict[str, tuple[float, float, bool]]:
+        """Every numeric option of this config and its allowed range."""
+        return {**{name: (1, MAX_SIZE, True) for name in self.POSITIVE}, **self.RANGES}
 
     def validate(self) -> None:
-        """Raise ValueError with one clear line for a bad value."""
-        for name in self.POSITIVE:
-            if getattr(self, name) <= 0 and not (name == "max_iters" and self.max_iters == 0):
-                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        if self.log_interval < 0:
-            raise ValueError(f"--log-interval must be 0 (no step lines) or positive, got {self.log_interval}")
-        if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
-            raise ValueError(f"need 0 <= --min-lr <= --lr and --lr > 0, got lr={self.lr}, min_lr={self.min_lr}")
-        if self.warmup_iters < 0 or (self.lr_decay_iters is not None and self.lr_decay_iters < self.warmup_iters):
+        """Raise ValueError with one clear line for a bad value: first the range of every numeric option
+        (NaN and infinity included), then the rules that tie options together, then what training would need
+        in memory."""
+        check_ranges(self, self.ranges(), self.BELOW_ONE)
+        if self.min_lr > self.lr:
+            raise ValueError(f"need --min-lr <= --lr, got lr={self.lr}, min_lr={self.min_lr}")
+        if self.lr_decay_iters is not None and self.lr_decay_iters < self.warmup_iters:
             raise ValueError("--lr-decay-iters must be at least --warmup-iters")
-        for b in ("beta1", "beta2"):
-            if not 0.0 <= getattr(self, b) < 1.0:
-                raise ValueError(f"--{b} must be in [0, 1), got {getattr(self, b)}")
         if self.device != "cpu" and not self.device.startswith("cuda"):
             raise ValueError(f"--device must be 'cpu' or 'cuda', got {self.device!r}")
         if self.device.startswith("cuda"):
@@ -93,8 +108,82 @@ class LoopConfig:
         width, heads = getattr(self, "d_model", None), getattr(self, "nhead", None)
         if width is not None and heads is not None and width % heads:
             raise ValueError(f"--d-model ({width}) must be divisible by --nhead ({heads})")
-        if not 0.0 <= getattr(self, "dropout", 0.0) < 1.0:
-            raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")  # type: ignore[attr-defined]
+        check_memory(self)
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_ranges(cfg: Any, ranges: dict[str, tuple[float, float, bool]], below_one: tuple[str, ...] = ()) -> None:
+    """ValueError naming the option and its allowed range for the first value of `cfg` outside its range in
+    `ranges` (name -> (low, high, low allowed); high is allowed unless the name is in `below_one`). None passes
+    where a dataclass field's default is None (or, for an argparse Namespace, always); with a dataclass, every
+    other float field must be finite. A value of the wrong type (a string for a number) is refused too."""
+    is_config = dataclasses.is_dataclass(cfg)
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg)} if is_config else dict.fromkeys(ranges)
+    for name, default in defaults.items():
+        value = getattr(cfg, name)
+        if name not in ranges:
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{_option(name)} must be a finite number, got {value}")
+            continue
+        if value is None and default is None:
+            continue
+        low, high, low_ok = ranges[name]
+        high_ok = name not in below_one and high != math.inf  # infinity itself is never allowed
+        shown = f"{'[' if low_ok else '('}{low:g}, {'inf' if high == math.inf else high}{']' if high_ok else ')'}"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{_option(name)} must be a number in {shown}, got {value!r}")
+        inside = (low <= value if low_ok else low < value) and (value <= high if high_ok else value < high)
+        if not inside or (isinstance(value, float) and not math.isfinite(value)):
+            raise ValueError(f"{_option(name)} must be in {shown}, got {value}")
+
+
+def physical_memory() -> int | None:
+    """Bytes of physical memory of this machine (None where the system does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def memory_estimate(cfg: Any) -> int:
+    """A rough lower bound of the bytes training `cfg` needs, computed with Python ints (no overflow) from the
+    sizes any job's config has: float32 weights, gradients and AdamW's two moments (4 copies), and the
+    activations of one micro-batch kept for backward (per token and layer: ~16 widths, the feed-forward's
+    hidden units twice, and one attention row per head)."""
+    width = int(getattr(cfg, "n_embd", 0) or getattr(cfg, "d_model", 0) or 0)
+    layers = int(getattr(cfg, "n_layer", 0) or getattr(cfg, "num_layers", 0)
+                 or getattr(cfg, "num_encoder_layers", 0) + getattr(cfg, "num_decoder_layers", 0))
+    ff = int(getattr(cfg, "dim_feedforward", 0) or 4 * width)
+    heads = int(getattr(cfg, "n_head", 0) or getattr(cfg, "nhead", 0) or 1)
+    T = int(getattr(cfg, "block_size", 0) or 1)
+    vocab = int(getattr(cfg, "vocab_size", 0) or 256)
+    params = layers * (4 * width * width + 2 * width * ff) + vocab * width + T * width
+    tokens = int(cfg.batch_size) * T
+    activations = tokens * (layers * (16 * width + 2 * ff + heads * T) + 3 * vocab)
+    return 4 * (4 * params + activations)
+
+
+def check_memory(cfg: Any) -> None:
+    """ValueError when training `cfg` would need more memory than the machine has (before anything is
+    allocated: a typo such as --n-layer 1000000000 fails here, not in the allocator)."""
+    need, have = memory_estimate(cfg), physical_memory()
+    if have is not None and need > have:
+        sizes = ", ".join(f"{_option(k)} {getattr(cfg, k)}" for k in ("n_layer", "num_layers", "n_embd", "d_model",
+                                                                      "block_size", "batch_size") if hasattr(cfg, k))
+        raise ValueError(f"training this model would need about {need / 2**30:,.1f} GiB of memory (weights, "
+                         f"gradients, optimizer state and activations; {sizes}), more than this machine's "
+                         f"{have / 2**30:,.1f} GiB")
+
+
+def check_out(cfg: LoopConfig) -> None:
+    """Refuse to train from scratch into a directory that already holds a checkpoint, unless --overwrite:
+    the new run's first save would replace it."""
+    if not (cfg.resume or cfg.overwrite or cfg.eval_only):
+        checkpoint.refuse_to_replace(cfg.out, "pass --resume (or --init_from=resume) to continue it, or --overwrite "
+                                     "to start over and replace it")
 
 
 def lr_at(it: int, cfg: LoopConfig) -> float:
@@ -228,9 +317,15 @@ def save_checkpoint(out: Path, step: int, job: Job, opt: AdamW, cfg: LoopConfig,
         rng["batches_by_rank"] = w.gather(batch_rng.bit_generator.state)
     if not w.is_main:
         return
+    state = {k: v.numpy() for k, v in job.model.state_dict().items()}
+    bad = [k for k, v in state.items() if v.dtype.kind == "f" and not np.isfinite(v).all()]
+    if bad:  # never replace a good checkpoint with weights that hold NaN or infinity
+        raise RuntimeError(f"step {step}: the weights {', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''} hold "
+                           f"NaN or infinity; not saved: the checkpoint in {out} is the last good one (try a "
+                           "lower --lr or --grad-clip)")
     arrays, rest = _optim_split(opt)
     manifest = {**job.manifest, "optimizer": rest, "train_config": asdict(cfg), "rng": rng}
-    checkpoint.save(out, step, {k: v.numpy() for k, v in job.model.state_dict().items()}, arrays, manifest)
+    checkpoint.save(out, step, state, arrays, manifest)
 
 
 class _StopRequest:
@@ -261,8 +356,10 @@ class _StopRequest:
 
 def prepare_run(cfg: LoopConfig, progress: bool) -> None:
     """Validate the options, select the kernels backend (compiling them once, with a message) and seed the
-    global generator: what every job does before it builds its model."""
+    global generator: what every job does before it builds its model. Refuses (ValueError) to start from
+    scratch over a checkpoint in cfg.out unless cfg.overwrite."""
     cfg.validate()
+    check_out(cfg)
     backend.use(cfg.backend)
     backend.warmup(verbose=progress)
     manual_seed(cfg.seed)
@@ -296,6 +393,8 @@ def fit(cfg: LoopConfig, job: Job, resumed: dict[str, Any] | None = None, progre
                              f"(this run has {w.size})")
         set_rng_state(doc["rng"]["global_by_rank"][w.rank] if w.size > 1 else doc["rng"]["global"])
         batch_rng.bit_generator.state = doc["rng"]["batches_by_rank"][w.rank] if w.size > 1 else doc["rng"]["batches"]
+        # the evaluation at the resumed step runs again and records itself: drop the saved entries from there on
+        cfg.history[:] = [h for h in cfg.history if h["step"] < step]
     log = Progress(cfg.max_iters, step, enabled=progress and w.is_main)
     say = log.write if w.is_main else (lambda line: None)
     # nanoGPT's line per log_interval steps, unless the progress bar shows the same numbers on the same terminal
@@ -319,6 +418,7 @@ def fit(cfg: LoopConfig, job: Job, resumed: dict[str, Any] | None = None, progre
 
     values: dict[str, float] = {}
     last_loss = float("nan")
+    skipped = 0  # steps left out for a non-finite loss or gradient (--skip-nonfinite)
     params = list(model.parameters())
     with _StopRequest() as stop:
         while True:
@@ -343,14 +443,26 @@ def fit(cfg: LoopConfig, job: Job, resumed: dict[str, Any] | None = None, progre
                 # the mean over grad_accum micro-batches: each contributes 1/grad_accum of the gradient
                 (loss / cfg.grad_accum).backward()
             w.allreduce_mean_grads(params)  # the mean over ranks: the same step on every rank
-            if cfg.grad_clip > 0:
-                clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            # the norm of every gradient together (clipped to grad_clip; inf: measured only): a NaN or infinity
+            # anywhere in the loss or the gradients shows here, before the optimizer step spreads it to the weights
+            norm = float(clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else math.inf).item())
+            last_loss = loss.item()
+            if not (math.isfinite(last_loss) and math.isfinite(norm)):
+                what = f"loss {last_loss}, gradient norm {norm}"
+                if not cfg.skip_nonfinite:
+                    raise RuntimeError(f"step {step}: non-finite {what}; stopped before the weights changed, the "
+                                       f"last good checkpoint in {out} is kept (try a lower --lr or --grad-clip, "
+                                       "or --skip-nonfinite to skip such steps)")
+                opt.zero_grad(set_to_none=True)  # as GradScaler does: no update this step, the schedule goes on
+                skipped += 1
+                step += 1
+                say(f"step {step - 1}: skipped ({what}); {skipped} step(s) skipped so far")
+                continue
             opt.step()
             opt.zero_grad(set_to_none=True)
             if job.after_step is not None:
                 job.after_step()
             step += 1
-            last_loss = loss.item()
             dt = time.perf_counter() - t0
             speed = f"{job.tokens_per_step * w.size / dt:,.0f} tok/s" if job.tokens_per_step else ""
             log.update(step, cfg.max_iters, f"loss {last_loss:.4f} lr {lr:.2e} {dt * 1e3:.0f} ms/step"
@@ -364,7 +476,8 @@ def fit(cfg: LoopConfig, job: Job, resumed: dict[str, Any] | None = None, progre
     if w.is_main and not cfg.eval_only:
         _plot(cfg.history, out)
     return {"step": step, "train_loss": values.get("train", last_loss), "val_loss": values.get("val"),
-            "out": str(out), "metrics": {k: v for k, v in values.items() if k not in ("train", "val")}}
+            "out": str(out), "skipped": skipped,
+            "metrics": {k: v for k, v in values.items() if k not in ("train", "val")}}
 
 
 def _plot(history: list[dict[str, float]], out: Path) -> None:

@@ -27,7 +27,10 @@ def to_array(data: Any, dtype: Any = None, device: str | None = None) -> Any:
     elif hasattr(data, "dtype"):
         arr = xp.asarray(data)
     else:
-        arr = np.asarray(data)
+        try:
+            arr = np.asarray(data)
+        except ValueError:
+            raise ValueError(_ragged(data) or "cannot make a tensor from this data") from None
         if arr.dtype.kind == "f":
             arr = arr.astype(get_default_dtype(), copy=False)
         elif arr.dtype.kind in "iu":
@@ -37,6 +40,22 @@ def to_array(data: Any, dtype: Any = None, device: str | None = None) -> Any:
     if device is not None:
         arr = to_device(arr, normalize_device(device))
     return arr
+
+
+def _ragged(data: Any, where: str = "") -> str | None:
+    """The first place where nested lists have rows of different lengths, as one line (None: none found)."""
+    if not isinstance(data, (list, tuple)):
+        return None
+    rows = [len(r) if isinstance(r, (list, tuple)) else None for r in data]
+    if len(set(rows)) > 1:
+        shown = ", ".join("a number" if n is None else str(n) for n in rows[:8]) + (", ..." if len(rows) > 8 else "")
+        return (f"cannot make a tensor from ragged nested lists: the rows of data{where} have lengths {shown}; "
+                "every row must have the same length")
+    for i, r in enumerate(data):
+        found = _ragged(r, f"{where}[{i}]")
+        if found:
+            return found
+    return None
 
 
 class Tensor:

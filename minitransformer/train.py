@@ -5,6 +5,7 @@ other jobs; docs/training.md walks through it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ class TrainConfig(LoopConfig):
     sample_tokens: int = 300          # printed at the end; 0 = none
 
     POSITIVE = LoopConfig.POSITIVE + ("vocab_size", "n_layer", "n_head", "n_embd", "block_size")
+    RANGES = {**LoopConfig.RANGES, "sample_tokens": (0, math.inf, True)}
 
     def validate(self) -> None:
         """Raise ValueError with one clear line for a bad value."""

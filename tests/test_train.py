@@ -205,7 +205,8 @@ def test_command_line_train_resume_sample_and_errors(tmp_path):
     for extra, message in ((["--n-embd", "15"], "--n-embd (15) must be divisible by --n-head (2)"),
                            (["--data", str(tmp_path / "missing.txt")], "no such file"),
                            (["--config", str(toml)], "unknown option(s) bogus")):
-        r = subprocess.run(run + ["train", *common, *extra], cwd=ROOT, capture_output=True, text=True)
+        # --overwrite: o holds the checkpoint trained above, and these runs show the other errors
+        r = subprocess.run(run + ["train", *common, *extra, "--overwrite"], cwd=ROOT, capture_output=True, text=True)
         assert r.returncode == 2 and r.stderr.strip().startswith("error:") and message in r.stderr, r.stderr
         assert "Traceback" not in r.stderr
     r = subprocess.run(run + ["sample", "--out", str(tmp_path / "nothing")], cwd=ROOT, capture_output=True, text=True)

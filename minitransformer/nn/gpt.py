@@ -325,6 +325,9 @@ class GPT(Module):
         decorator on a generator would only cover the creation of the generator, not its steps).
         `first` (B,): rows left-padded to one length start at these columns (see generate_batch)."""
         idx = idx if isinstance(idx, Tensor) else creation.tensor(idx)
+        if idx.ndim != 2 or idx.shape[1] == 0:
+            raise ValueError(f"the prompt must have at least one token, as a (B, T) tensor with T >= 1; got shape "
+                             f"{tuple(idx.shape)}")
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         if top_p is not None and not 0.0 < top_p <= 1.0:

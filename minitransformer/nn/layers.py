@@ -103,6 +103,8 @@ class LayerNorm(Module):
                  elementwise_affine: bool = True, bias: bool = True, dtype: Any = None) -> None:
         super().__init__()
         shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        if any(n < 1 for n in shape):
+            raise ValueError(f"LayerNorm normalizes over sizes of at least 1, got normalized_shape={normalized_shape}")
         self.normalized_shape, self.eps, self.elementwise_affine = shape, eps, elementwise_affine
         if elementwise_affine:
             self.weight = _param(*shape, dtype=dtype)

@@ -204,8 +204,9 @@ class Module:
                         assign: bool = False) -> IncompatibleKeys:
         """Copy values (Tensors or NumPy arrays) into the parameters and buffers with the same names.
 
-        Raises RuntimeError listing every missing key, unexpected key and shape mismatch (missing and
-        unexpected keys only when strict). Nothing is copied unless everything fits.
+        Raises RuntimeError listing every missing key, unexpected key, shape mismatch and value that cannot be
+        converted to its parameter's dtype (missing and unexpected keys only when strict). Every value is
+        converted before any is copied: nothing is copied unless everything fits.
         """
         own = self.state_dict(keep_vars=True)
         missing = [k for k in own if k not in state_dict]
@@ -227,7 +228,10 @@ class Module:
                 errors.append(f"size mismatch for {k}: copying a param with shape {tuple(arr.shape)} from "
                               f"checkpoint, the shape in current model is {target.shape}.")
                 continue
-            values[k] = arr
+            try:
+                values[k] = arr.astype(target.dtype, copy=False)
+            except (TypeError, ValueError) as e:
+                errors.append(f"value for {k} cannot be converted from {arr.dtype} to {target.dtype}: {e}")
         if errors:
             raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t"
                                + "\n\t".join(errors))
@@ -236,9 +240,9 @@ class Module:
                 target = own[k]
                 arr = to_device(arr, target.device)
                 if assign:
-                    target.data = arr.astype(target.dtype, copy=True)
+                    target.data = arr.copy() if arr is values[k] else arr
                 else:
-                    target.copy_(arr.astype(target.dtype, copy=False))
+                    target.copy_(arr)
         return IncompatibleKeys(missing, unexpected)
 
     # ---- modes and housekeeping ---------------------------------------------------------------------

@@ -380,13 +380,12 @@ class SpeechTrainConfig(LoopConfig):
 
     POSITIVE = LoopConfig.POSITIVE + ("n_train", "n_test", "d_model", "nhead", "num_layers", "dim_feedforward",
                                       "beam")
+    RANGES = {**LoopConfig.RANGES, "noise": (0, 1, True), "test_voices": (1, math.inf, True)}
 
     def validate(self) -> None:
         super().validate()
         if self.test_voices < 1 or self.test_voices >= len(all_voices()):
             raise ValueError(f"--test-voices must be between 1 and {len(all_voices()) - 1}, got {self.test_voices}")
-        if not 0.0 <= self.noise <= 1.0:
-            raise ValueError(f"--noise is a fraction in [0, 1], got {self.noise}")
 
 
 def evaluate(model: SpeechTransformer, split: dict[str, Any], beam: int = 1) -> dict[str, Any]:

@@ -155,6 +155,7 @@ class TranslateConfig(LoopConfig):
 
     POSITIVE = LoopConfig.POSITIVE + ("n_train", "n_test", "d_model", "nhead", "num_encoder_layers",
                                       "num_decoder_layers", "dim_feedforward", "beam")
+    RANGES = {**LoopConfig.RANGES, "max_decode_len": (0, math.inf, True)}
 
     def validate(self) -> None:
         super().validate()

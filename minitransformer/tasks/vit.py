@@ -19,6 +19,7 @@ test images.
 from __future__ import annotations
 
 import gzip
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -198,13 +199,12 @@ class ViTTrainConfig(LoopConfig):
     out: str = "out/vit"
 
     POSITIVE = LoopConfig.POSITIVE + ("d_model", "nhead", "num_layers", "dim_feedforward")
+    RANGES = {**LoopConfig.RANGES, "patch_size": (0, math.inf, True)}  # 0: the data set's default
 
     def validate(self) -> None:
         super().validate()
         if self.dataset not in DATASETS:
             raise ValueError(f"--dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
-        if self.patch_size < 0:
-            raise ValueError(f"--patch-size must be positive (or 0 for the data set's default), got {self.patch_size}")
 
 
 @no_grad()
