@@ -19,7 +19,7 @@
 
     minitransformer embed --model DIR "a sentence" "another"   # sentence embeddings (--save vectors.npy)
     minitransformer search --model DIR --corpus lines.txt "query" --top-k 5
-    minitransformer serve --out out --port 8000                # HTTP: POST /v1/generate, GET /health
+    minitransformer serve --out out --port 8000                # HTTP: OpenAI's /v1/completions, /v1/models
 
     minitransformer quantize --out out --bits 4 --group 64 --to out-q4   # or --bits 8; --embedding too
     minitransformer prune --out out --sparsity 0.5 --heads 2 --finetune-iters 200 --to out-pruned
@@ -316,16 +316,19 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from .serve import make_server
 
     check_ranges(args, {"port": (0, 65535, True), "max_new_tokens_limit": (1, INF, True),
-                        "max_body_bytes": (1, INF, True)})
+                        "max_body_bytes": (1, INF, True), "max_batch_size": (1, INF, True),
+                        "max_queue": (1, INF, True)})
     try:
-        server = make_server(args.out, args.host, args.port, args.max_new_tokens_limit, args.max_body_bytes)
+        server = make_server(args.out, args.host, args.port, args.max_new_tokens_limit, args.max_body_bytes,
+                             max_batch_size=args.max_batch_size, max_queue=args.max_queue, model_name=args.model_name)
     except OSError as e:
         if e.filename is not None:
             raise
         # the address: a port in use, a host name that does not resolve, an address not on this machine
         raise ValueError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
     host, port = server.server_address[:2]
-    print(f"serving {args.out} on http://{host}:{port} (POST /v1/generate, GET /v1/model, GET /health); "
+    print(f"serving {args.out} on http://{host}:{port} (OpenAI's POST /v1/completions and GET /v1/models; "
+          "POST /v1/generate, GET /v1/model, GET /health); "
           "Ctrl-C stops", flush=True)
     try:
         server.serve_forever()
@@ -497,6 +500,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, str], set[str]]:
     v.add_argument("--port", type=int, default=8000, help="port to listen on")
     v.add_argument("--max-new-tokens-limit", type=int, default=1000, help="the most tokens one request may ask for")
     v.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger request bodies get 413")
+    v.add_argument("--max-batch-size", type=int, default=16, help="sequences decoded together at most")
+    v.add_argument("--max-queue", type=int, default=64, help="sequences waiting at most; more get 503")
+    v.add_argument("--model-name", default=None, help="the model id clients name (default: the folder's name)")
     z = sub.add_parser("quantize", help="write an int8 or 4-bit copy of a language-model checkpoint")
     z.add_argument("--out", default="out", help="the trained checkpoint directory")
     z.add_argument("--to", required=True, help="directory for the quantized checkpoint")

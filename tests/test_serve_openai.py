@@ -317,3 +317,25 @@ def test_openai_client_streaming_and_errors(client):
         client.completions.create(model="no-such-model", prompt="gen")
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("no-such-model")
+
+
+def test_serve_command_passes_the_batching_options(monkeypatch, capsys):
+    """`minitransformer serve --max-batch-size/--max-queue/--model-name` reach make_server; 0 is refused."""
+    import minitransformer.serve as serve_module
+    from minitransformer.__main__ import main
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake(*args, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(serve_module, "make_server", fake)
+    with pytest.raises(Stop):
+        main(["serve", "--out", "x", "--max-batch-size", "4", "--max-queue", "9", "--model-name", "tiny"])
+    assert seen == {"max_batch_size": 4, "max_queue": 9, "model_name": "tiny"}
+    assert main(["serve", "--out", "x", "--max-batch-size", "0"]) == 2
+    assert "--max-batch-size" in capsys.readouterr().err
