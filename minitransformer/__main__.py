@@ -384,7 +384,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from . import distributed
+    from . import launch
 
     if args.nnodes not in ("1", "1:1"):
         raise ValueError(f"--nnodes {args.nnodes}: run starts its processes on this machine; for several machines "
@@ -392,7 +392,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.module and not Path(args.script).is_file():
         raise ValueError(f"{args.script}: no such file")
     argv = [sys.executable, *(["-m"] if args.module else []), args.script, *args.script_args]
-    return distributed.launch(args.nproc, argv, args.master_addr, args.master_port)
+    return launch.launch(args.nproc, argv, args.master_addr, args.master_port)
 
 
 def cmd_port(args: argparse.Namespace) -> None:

@@ -23,7 +23,7 @@ import pytest
 
 import minitransformer as mt
 import minitransformer.nn.functional as F
-from minitransformer import autograd
+from minitransformer import autograd, launch
 from minitransformer import distributed as dist
 from minitransformer.__main__ import main as cli
 from minitransformer.nn.parallel import DistributedDataParallel as DDP
@@ -473,7 +473,7 @@ def test_run_command_line(tmp_path, capsys, monkeypatch):
         cli(["run", "--help"])
     text = capsys.readouterr().out
     assert "--nproc_per_node" in text and "(default: 1)" in text and "(default: 29500)" in text
-    cmd = dist.launch_command("mpiexec", 2, ["python", "s.py", "a"])
+    cmd = launch.launch_command("mpiexec", 2, ["python", "s.py", "a"])
     env = cmd[3]  # each rank goes through `env RANK=r LOCAL_RANK=r python ...`
     assert Path(env).name == "env"
     assert cmd == ["mpiexec", "-n", "1", env, "RANK=0", "LOCAL_RANK=0", "python", "s.py", "a",
@@ -482,7 +482,7 @@ def test_run_command_line(tmp_path, capsys, monkeypatch):
     script.write_text("")
     assert cli(["run", "-n", "2", str(tmp_path / "missing.py")]) == 2
     assert cli(["run", "--nnodes", "2", str(script)]) == 2
-    monkeypatch.setattr(dist, "find_mpiexec", lambda: None)
+    monkeypatch.setattr(launch, "find_mpiexec", lambda: None)
     assert cli(["run", "-n", "2", str(script)]) == 2
     err = capsys.readouterr().err
     assert "missing.py: no such file" in err and "--nnodes 2" in err and "needs MPI's mpiexec" in err
