@@ -255,6 +255,11 @@ class _TorchReader:
         elif contiguous:
             arr = flat[offset:offset + count].reshape(size)
         else:  # a read-only strided window on the storage, copied out
+            if count * dtype.itemsize > 8 * self.size + (256 << 20):
+                # strides of 0 (an expanded tensor) repeat values: a few bytes on disk could ask for terabytes
+                raise FormatError(f"{self.name}: a tensor of size {list(size)} with strides {list(stride)} would "
+                                  f"need {count * dtype.itemsize:,} bytes in memory, far more than the file's "
+                                  f"{self.size:,}; refused")
             window = as_strided(flat[offset:], size, [s * dtype.itemsize for s in stride], writeable=False)
             arr = window.copy(order="C")
         st.views.append((arr, dtype, offset, size, contiguous and count > 0))

@@ -669,3 +669,19 @@ def test_torch_files_that_are_refused(tmp_path):
     torch.save({"w": torch.ones(2)}, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
     with pytest.raises(SerializationError, match="legacy format"):
         load(tmp_path / "legacy.pt")
+
+
+def test_an_expanded_tensor_that_would_need_terabytes_is_refused():
+    """A stride of 0 lets a few bytes stand for any size: the copy mt.load makes is bounded by the file."""
+    torch = pytest.importorskip("torch")
+    big = torch.zeros(1).expand(1 << 20, 1 << 20)          # 4 TiB as float32, one value on disk
+    buf = io.BytesIO()
+    torch.save({"w": big}, buf)
+    buf.seek(0)
+    with pytest.raises(SerializationError, match="would need"):
+        load(buf)
+    small = torch.arange(3.0).expand(4, 3)                  # an ordinary expanded tensor still loads
+    buf = io.BytesIO()
+    torch.save({"w": small}, buf)
+    buf.seek(0)
+    np.testing.assert_array_equal(load(buf)["w"].numpy(), small.numpy())
