@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import signal
 import sys
 import time
@@ -25,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from . import backend, checkpoint, distributed
+from . import backend, checkpoint, checkpoint_schema, distributed
 from .autograd import no_grad
 from .checkpoint_schema import MAX_SIZE
 from .nn.module import Module
@@ -140,14 +139,6 @@ def check_ranges(cfg: Any, ranges: dict[str, tuple[float, float, bool]], below_o
             raise ValueError(f"{_option(name)} must be in {shown}, got {value}")
 
 
-def physical_memory() -> int | None:
-    """Bytes of physical memory of this machine (None where the system does not say)."""
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def memory_estimate(cfg: Any) -> int:
     """A rough lower bound of the bytes training `cfg` needs, computed with Python ints (no overflow) from the
     sizes any job's config has: float32 weights, gradients and AdamW's two moments (4 copies), and the
@@ -169,7 +160,7 @@ def memory_estimate(cfg: Any) -> int:
 def check_memory(cfg: Any) -> None:
     """ValueError when training `cfg` would need more memory than the machine has (before anything is
     allocated: a typo such as --n-layer 1000000000 fails here, not in the allocator)."""
-    need, have = memory_estimate(cfg), physical_memory()
+    need, have = memory_estimate(cfg), checkpoint_schema.physical_memory()
     if have is not None and need > have:
         sizes = ", ".join(f"{_option(k)} {getattr(cfg, k)}" for k in ("n_layer", "num_layers", "n_embd", "d_model",
                                                                       "block_size", "batch_size") if hasattr(cfg, k))
