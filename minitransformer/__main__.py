@@ -317,10 +317,11 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     check_ranges(args, {"port": (0, 65535, True), "max_new_tokens_limit": (1, INF, True),
                         "max_body_bytes": (1, INF, True), "max_batch_size": (1, INF, True),
-                        "max_queue": (1, INF, True)})
+                        "max_queue": (1, INF, True), "timeout": (0, INF, False), "max_connections": (1, INF, True)})
     try:
         server = make_server(args.out, args.host, args.port, args.max_new_tokens_limit, args.max_body_bytes,
-                             max_batch_size=args.max_batch_size, max_queue=args.max_queue, model_name=args.model_name)
+                             max_batch_size=args.max_batch_size, max_queue=args.max_queue, model_name=args.model_name,
+                             timeout=args.timeout, max_connections=args.max_connections)
     except OSError as e:
         if e.filename is not None:
             raise
@@ -503,6 +504,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, str], set[str]]:
     v.add_argument("--max-batch-size", type=int, default=16, help="sequences decoded together at most")
     v.add_argument("--max-queue", type=int, default=64, help="sequences waiting at most; more get 503")
     v.add_argument("--model-name", default=None, help="the model id clients name (default: the folder's name)")
+    v.add_argument("--timeout", type=float, default=30.0,
+                   help="seconds a connection may take to send its request (and to read the answer)")
+    v.add_argument("--max-connections", type=int, default=256, help="open connections at most; more get 503")
     z = sub.add_parser("quantize", help="write an int8 or 4-bit copy of a language-model checkpoint")
     z.add_argument("--out", default="out", help="the trained checkpoint directory")
     z.add_argument("--to", required=True, help="directory for the quantized checkpoint")

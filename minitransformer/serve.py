@@ -19,11 +19,21 @@ request reads its own results from a queue. Errors on the OpenAI paths are {"err
 large body, 503 a full queue (retry later); /v1/generate answers its own 4xx as {"error": "..."}. A failure
 inside the model fails the requests being decoded (500) and the server keeps serving.
 
-Limits: the body (max_body_bytes), the tokens a request may ask for (max_new_tokens_limit, for max_tokens
+Limits: the body (max_body_bytes: Content-Length is required on a POST, 411 without it, 400 unless it is a
+non-negative decimal integer, 413 over the limit, all decided before a byte of the body is read, which must then
+arrive within `timeout` seconds or get 408), the tokens a request may ask for (max_new_tokens_limit, for max_tokens
 too), the prompt (a completions prompt longer than block_size is refused, 400 context_length_exceeded, rather
 than silently cropped; /v1/generate crops it as GPT.generate does), the rows decoded together (max_batch_size)
 and the sequences waiting (max_queue). A generation may run past block_size: as in GPT.generate, the context
 then slides (the last block_size tokens, recomputed at each step).
+
+Slow and idle clients: every connection's socket has a timeout (`timeout`, 30 s), and each request head must
+arrive within it: a client that sends nothing, drips its headers (even a byte at a time) or sends a short body
+is disconnected, as is an idle keep-alive connection. At most max_connections connections are open at once; the
+thread that accepts them answers the next one at once with 503 (an OpenAI-shaped error, Retry-After: 1) and
+closes it, without starting a thread for it (serving/connections.py). Request bodies are parsed strictly
+(serving/jsonbody.py: no NaN or Infinity, bounded nesting and number lengths). A query string is ignored:
+/health?x=1 is /health.
 """
 
 from __future__ import annotations
@@ -31,7 +41,6 @@ from __future__ import annotations
 import json
 import queue
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -39,8 +48,9 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 
 from .nn.quantized import parameter_count
-from .serving import completions
+from .serving import completions, jsonbody
 from .serving.completions import APIError
+from .serving.connections import GuardedHandler, GuardedServer
 from .serving.scheduler import Event, QueueFull, Request, Sampling, Scheduler, Sequence
 from .train import load_model
 
@@ -87,8 +97,8 @@ class Service:
 
     def parse_generate(self, body: bytes) -> dict[str, Any]:
         try:
-            req = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            req = jsonbody.loads(body)
+        except ValueError as e:  # a syntax error, bytes not UTF-8, NaN, too deep, a number too long
             raise BadRequest(f"malformed JSON: {e}") from None
         if not isinstance(req, dict):
             raise BadRequest("the body must be a JSON object")
@@ -142,10 +152,13 @@ def events(service: Service, request: Request, n: int) -> Iterator[Event]:
         yield ev
 
 
-def make_handler(service: Service) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+def make_handler(service: Service, socket_timeout: float = 30.0) -> type[GuardedHandler]:
+    class Handler(GuardedHandler):
         protocol_version = "HTTP/1.1"
         server_version = "minitransformer"
+        # the socket's timeout (StreamRequestHandler.setup sets it): a silent client, one stuck in its headers
+        # or an idle keep-alive connection gives its thread back when it passes
+        timeout = socket_timeout
         # headers and body leave in separate writes: with Nagle's algorithm the body would wait for the
         # client's delayed ACK (~40 ms on Linux) on every answer, and every streamed piece would too
         disable_nagle_algorithm = True
@@ -163,6 +176,21 @@ def make_handler(service: Service) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            """The standard library's own refusals (a malformed request line, too many or too long headers, an
+            unknown method) in the endpoint's error shape rather than as HTML; the connection then closes."""
+            self.close_connection = True
+            text = message or self.responses.get(code, ("error",))[0]
+            generate = urlsplit(getattr(self, "path", "") or "").path == "/v1/generate"
+            body = json.dumps({"error": text} if generate else APIError(code, text).body()).encode("utf-8")
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
         def _start_chunked(self, content_type: str) -> None:
             self.send_response(200)
             self.send_header("Content-Type", content_type)
@@ -176,15 +204,22 @@ def make_handler(service: Service) -> type[BaseHTTPRequestHandler]:
             self.wfile.flush()
 
         def _body(self) -> bytes:
-            try:
-                length = int(self.headers.get("Content-Length", ""))
-            except ValueError:
-                raise APIError(411, "a Content-Length header is required", None, "length_required") from None
+            """The body, its length checked before a byte is read, and read against a deadline."""
+            values = self.headers.get_all("Content-Length") or []
+            if not values:
+                raise APIError(411, "a Content-Length header is required", None, "length_required")
+            raw = values[0].strip()
+            # int() would also take "-1", "+5", " 5" and "1_000": only plain digits are a length
+            if len(set(values)) > 1 or not (raw.isascii() and raw.isdigit()):
+                raise APIError(400, f"Content-Length must be one non-negative decimal integer, got "
+                                    f"{', '.join(values)[:40]!r}", None, "invalid_content_length")
+            length = int(raw)
             if length > service.max_body:
                 raise APIError(413, f"body of {length} bytes is over the limit of {service.max_body}", None,
                                "body_too_large")
+            body = self.read_body(length)
             self._unread = 0
-            return self.rfile.read(length)
+            return body
 
         def do_GET(self) -> None:  # noqa: N802
             self._route("GET")
@@ -233,7 +268,7 @@ def make_handler(service: Service) -> type[BaseHTTPRequestHandler]:
                     self._json(200, {"status": "ok"})
             except APIError as e:
                 self._refuse(e.status, e.body(), {"Allow": ROUTES.get(path, "GET")} if e.status == 405 else None)
-            except (BrokenPipeError, ConnectionResetError):
+            except (BrokenPipeError, ConnectionResetError, TimeoutError):  # the client went away or stopped reading
                 self.close_connection = True
             except Exception as e:  # never let one request take the server down
                 self._refuse(500, APIError(500, f"internal error: {type(e).__name__}: {e}").body())
@@ -317,15 +352,14 @@ def make_handler(service: Service) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-class Server(ThreadingHTTPServer):
-    """The HTTP server with its Service; server_close also stops the scheduler thread."""
+class Server(GuardedServer):
+    """The HTTP server with its Service (serving/connections.py bounds its connections); server_close also stops
+    the scheduler thread."""
 
-    daemon_threads = True
-    request_queue_size = 128  # the listen backlog: socketserver's 5 resets connections in a burst of clients
-
-    def __init__(self, address: tuple[str, int], service: Service) -> None:
+    def __init__(self, address: tuple[str, int], service: Service, timeout: float = 30.0,
+                 max_connections: int = 256) -> None:
         self.service = service
-        super().__init__(address, make_handler(service))
+        super().__init__(address, make_handler(service, timeout), max_connections)
 
     @property
     def scheduler(self) -> Scheduler:
@@ -338,11 +372,19 @@ class Server(ThreadingHTTPServer):
 
 def make_server(out: str, host: str = "127.0.0.1", port: int = 8000, max_new_tokens_limit: int = 1000,
                 max_body_bytes: int = 1 << 20, max_batch_size: int = 16, max_queue: int = 64,
-                model_name: str | None = None) -> Server:
-    """A server ready to `serve_forever()` (port 0 picks a free port: `server.server_address[1]`)."""
+                model_name: str | None = None, timeout: float = 30.0, max_connections: int = 256) -> Server:
+    """A server ready to `serve_forever()` (port 0 picks a free port: `server.server_address[1]`). The limits
+    are checked first: one out of range raises ValueError naming it, before the model is loaded."""
+    at_least_one = {"max_new_tokens_limit": max_new_tokens_limit, "max_body_bytes": max_body_bytes,
+                    "max_batch_size": max_batch_size, "max_queue": max_queue, "max_connections": max_connections}
+    for name, value in at_least_one.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer of at least 1, got {value!r}")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
     service = Service(out, max_new_tokens_limit, max_body_bytes, max_batch_size, max_queue, model_name)
     try:
-        return Server((host, port), service)
+        return Server((host, port), service, timeout, max_connections)
     except OSError:
         service.scheduler.close()
         raise

@@ -335,7 +335,10 @@ def test_serve_command_passes_the_batching_options(monkeypatch, capsys):
 
     monkeypatch.setattr(serve_module, "make_server", fake)
     with pytest.raises(Stop):
-        main(["serve", "--out", "x", "--max-batch-size", "4", "--max-queue", "9", "--model-name", "tiny"])
-    assert seen == {"max_batch_size": 4, "max_queue": 9, "model_name": "tiny"}
+        main(["serve", "--out", "x", "--max-batch-size", "4", "--max-queue", "9", "--model-name", "tiny",
+              "--timeout", "5", "--max-connections", "7"])
+    assert seen == {"max_batch_size": 4, "max_queue": 9, "model_name": "tiny", "timeout": 5.0, "max_connections": 7}
     assert main(["serve", "--out", "x", "--max-batch-size", "0"]) == 2
     assert "--max-batch-size" in capsys.readouterr().err
+    assert main(["serve", "--out", "x", "--timeout", "nan"]) == 2
+    assert "--timeout" in capsys.readouterr().err

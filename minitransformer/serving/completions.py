@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from . import jsonbody
 from .scheduler import Entry, Event, Request, Sampling, Sequence
 
 MAX_N = 128          # choices per prompt, as OpenAI's limit
@@ -119,8 +120,8 @@ def parse(body: bytes, model_id: str, tokenizer: Any, block_size: int, max_token
           max_sequences: int) -> Completion:
     """The request body -> a Completion, or APIError saying which field is wrong and why."""
     try:
-        req = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        req = jsonbody.loads(body)
+    except ValueError as e:  # a syntax error, bytes not UTF-8, NaN, too deep, a number too long
         raise APIError(400, f"the body is not valid JSON: {e}", None, "invalid_json") from None
     if not isinstance(req, dict):
         raise APIError(400, "the body must be a JSON object", None, "invalid_json")

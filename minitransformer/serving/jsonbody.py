@@ -1,0 +1,60 @@
+"""A request body parsed as JSON, strictly: what json.loads would accept, less what a server should not.
+
+Refused, each with a ValueError saying why: bytes that are not UTF-8; NaN, Infinity and -Infinity (not JSON,
+though Python writes and reads them); nesting deeper than MAX_DEPTH (json.loads recurses, so a body of a few
+thousand brackets would otherwise end in RecursionError); a number written with more than MAX_NUMBER
+characters, or one whose float is not finite (1e999). The depth is measured on the bytes, before parsing.
+The HTTP layer turns the ValueError into its endpoint's 400 answer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+import numpy as np
+
+MAX_DEPTH = 32
+MAX_NUMBER = 100
+
+# a string literal; its closing quote is optional so that an unterminated one is consumed once, to the end,
+# and the scan stays linear in the length of the body
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"?', re.S)
+_OPEN, _CLOSE = np.frombuffer(b"[{", np.uint8), np.frombuffer(b"]}", np.uint8)
+
+
+def depth(body: bytes) -> int:
+    """How deeply the arrays and objects of a JSON text nest (brackets inside strings do not count)."""
+    b = np.frombuffer(_STRING.sub(b'""', body), np.uint8)
+    step = np.isin(b, _OPEN).astype(np.int64) - np.isin(b, _CLOSE)
+    return int(np.cumsum(step).max(initial=0))
+
+
+def _constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _int(text: str) -> int:
+    if len(text) > MAX_NUMBER:
+        raise ValueError(f"a number of {len(text)} characters is longer than this server reads ({MAX_NUMBER})")
+    return int(text)
+
+
+def _float(text: str) -> float:
+    if len(text) > MAX_NUMBER:
+        raise ValueError(f"a number of {len(text)} characters is longer than this server reads ({MAX_NUMBER})")
+    x = float(text)
+    if not math.isfinite(x):
+        raise ValueError(f"the number {text} is out of range")
+    return x
+
+
+def loads(body: bytes) -> Any:
+    """The body's JSON value, or ValueError (json.JSONDecodeError for a syntax error) saying what is wrong."""
+    text = body.decode("utf-8")  # UnicodeDecodeError is a ValueError
+    d = depth(body)
+    if d > MAX_DEPTH:
+        raise ValueError(f"the JSON nests {d} levels deep; at most {MAX_DEPTH} are allowed")
+    return json.loads(text, parse_constant=_constant, parse_int=_int, parse_float=_float)
