@@ -105,6 +105,7 @@ class SampleOptions:
     num_samples: int = 1
     device: str = "cpu"
     init_from: str = "resume"
+    allow_nonfinite: bool = False
 
     # top_k: at least 1 or absent (None), the rule the server applies to a request's top_k
     RANGES = {"max_new_tokens": (0, INF, True), "temperature": (0, INF, False), "top_k": (1, INF, True),
@@ -118,6 +119,7 @@ SAMPLE_HELP = {
     "whose probabilities reach p", "seed": "seed of the sampling (default: None, a different sample each time)",
     "num_samples": "samples generated together as one batch", "device": "cpu (sampling runs on the CPU)",
     "init_from": "resume, the checkpoint in --out (the only choice: OpenAI's GPT-2 weights are not read here)",
+    "allow_nonfinite": "load weights that hold NaN or infinity (refused otherwise: docs/reliability.md)",
 }
 
 
@@ -163,7 +165,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
         if not path.is_file():
             raise ValueError(f"--prompt {prompt}: no such file")
         prompt = path.read_text(encoding="utf-8")
-    model, tokenizer, _ = load_model(o.out)
+    model, tokenizer, _ = load_model(o.out, allow_nonfinite=o.allow_nonfinite)
     if o.seed is not None:
         mt.manual_seed(o.seed)
     if o.num_samples == 1:
@@ -361,7 +363,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from .compress import evaluate
 
     check_ranges(args, {"batch_size": (1, INF, True)})
-    r = evaluate(args.out, args.batch_size)
+    r = evaluate(args.out, args.batch_size, allow_nonfinite=args.allow_nonfinite)
     q = r["quantization"]
     kind = "float32" if not q else ("int8" if q["bits"] == 8 else f"4-bit (group {q['group']})")
     if r["pruning"]:
@@ -526,6 +528,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, str], set[str]]:
     a = sub.add_parser("eval", help="validation loss, file size and memory of a language-model checkpoint")
     a.add_argument("--out", default="out", help="checkpoint directory (float, quantized or pruned)")
     a.add_argument("--batch-size", type=int, default=64, help="validation windows per batch")
+    a.add_argument("--allow-nonfinite", action="store_true",
+                   help="load weights that hold NaN or infinity (refused otherwise: docs/reliability.md)")
     x = sub.add_parser("export", help="write a model as an ONNX graph or as a Hugging Face GPT-2 directory",
                        formatter_class=HelpFormatter)
     x.add_argument("--out", default="out", help="checkpoint directory")

@@ -279,7 +279,7 @@ def load(directory: str | Path, allow_nonfinite: bool = False
         if bad and not allow_nonfinite:
             shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
             raise CheckpointError(f"{path}: NaN or infinite values in {len(bad)} tensor(s): {shown} (load with "
-                                  "allow_nonfinite=True to inspect them)")
+                                  "allow_nonfinite=True, or sample/eval --allow-nonfinite, to inspect them)")
     return doc, arrays["model"], arrays["optimizer"]
 
 

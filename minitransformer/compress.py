@@ -128,15 +128,16 @@ def val_loss(model: Any, tokens: np.ndarray, block_size: int, batch_size: int = 
     return total / n
 
 
-def evaluate(out: str | Path, batch_size: int = 64) -> dict[str, Any]:
+def evaluate(out: str | Path, batch_size: int = 64, allow_nonfinite: bool = False) -> dict[str, Any]:
     """{"val_loss", "file_bytes", "weight_bytes", "quantization", "pruning"} of a language-model checkpoint;
-    the data is the one its training run used (tokenized again into out/data when not cached there)."""
+    the data is the one its training run used (tokenized again into out/data when not cached there).
+    Weights with NaN or infinity are refused unless `allow_nonfinite`."""
     from .data import prepare
     from .loop import saved_config
     from .nn.quantized import weight_bytes
     from .train import TrainConfig, load_model
 
-    model, tokenizer, doc = load_model(out)
+    model, tokenizer, doc = load_model(out, allow_nonfinite=allow_nonfinite)
     cfg = saved_config(TrainConfig, doc)
     data, _, _ = prepare(cfg.data, Path(out), tokenizer, cfg.tokenizer, cfg.vocab_size)
     return {"val_loss": val_loss(model, data.val, model.config.block_size, batch_size),

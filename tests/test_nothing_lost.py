@@ -204,3 +204,25 @@ def test_quantize_and_prune_do_not_replace_a_checkpoint_unasked(tmp_path, capsys
     assert (tmp_path / "dst" / "checkpoint.json").read_bytes() != before
     assert main(["prune", "--out", str(tmp_path / "src"), "--to", str(tmp_path / "dst"), "--sparsity", "0.5"]) == 2
     assert "pass --overwrite" in capsys.readouterr().err
+
+
+def test_nonfinite_weights_need_the_flag_on_the_command_line(tmp_path, capsys):
+    from minitransformer import safetensors
+    from minitransformer.train import TrainConfig, train
+
+    (tmp_path / "t.txt").write_text("hello there, general kenobi. " * 200)
+    out = tmp_path / "lm"
+    train(TrainConfig(data=str(tmp_path / "t.txt"), out=str(out), n_layer=1, n_head=2, n_embd=16, block_size=16,
+                      max_iters=2, eval_interval=1, eval_iters=1, sample_tokens=0), progress=False)
+    doc, state, optim = checkpoint.load(out)
+    state["transformer.ln_f.weight"][0] = np.nan                        # a run that diverged, written by hand
+    manifest = {k: v for k, v in doc.items() if k not in ("format", "version", "step", "files", "sha256", "bytes",
+                                                         "manifest_sha256")}
+    checkpoint.save(out, doc["step"], state, optim, manifest)
+    assert safetensors.load_file(next(out.glob("model-*.safetensors")))["transformer.ln_f.weight"][0] != 0
+    sample = ["sample", "--out", str(out), "--prompt", "hello", "--max-new-tokens", "3"]
+    for argv in (sample, ["eval", "--out", str(out)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "NaN or infinite values" in err and "--allow-nonfinite" in err and "Traceback" not in err
+    assert main([*sample, "--allow-nonfinite"]) == 0
