@@ -274,7 +274,7 @@ def main() -> None:
              f"at the baby GPT's shape, measured before the runs: {sgemm_gflops(args.threads):.0f} GFLOP/s.", ""]
     if args.nanogpt:
         more, results = nanogpt(args, args.work, text)
-        lines += more + [plot(results, args.out.with_name("pytorch-scripts-loss.png")), ""]
+        lines += more + [plot(results, args.out.with_name(args.out.stem + "-loss.png")), ""]
     if args.mingpt:
         lines += mingpt(args, args.work, text)
     write_report(args.out, lines)
