@@ -26,6 +26,8 @@ _DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.in
            "I16": np.int16, "I8": np.int8, "U64": np.uint64, "U32": np.uint32, "U16": np.uint16, "U8": np.uint8,
            "BOOL": np.bool_}
 _NAMES = {np.dtype(v): k for k, v in _DTYPES.items()}
+# bytes per value of every dtype a header may declare: BF16 too, which is read (as float32), never written
+ITEMSIZE = {**{k: np.dtype(v).itemsize for k, v in _DTYPES.items()}, "BF16": 2}
 MAX_HEADER = 100 * 2**20
 
 
@@ -92,11 +94,11 @@ def parse_header(raw: bytes, data_size: int, name: str = "<bytes>") -> tuple[dic
         dtype = info.get("dtype") if isinstance(info, dict) else None
         shape = info.get("shape") if isinstance(info, dict) else None
         offsets = info.get("data_offsets") if isinstance(info, dict) else None
-        if (dtype not in _DTYPES or not isinstance(shape, list) or not all(_is_count(s) for s in shape)
+        if (dtype not in ITEMSIZE or not isinstance(shape, list) or not all(_is_count(s) for s in shape)
                 or not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_count(x) for x in offsets)):
             raise _bad(name, f"entry {key!r} lacks a valid dtype, shape or data_offsets")
         begin, end = offsets
-        nbytes = math.prod(shape) * np.dtype(_DTYPES[dtype]).itemsize  # Python ints: no overflow
+        nbytes = math.prod(shape) * ITEMSIZE[dtype]  # Python ints: no overflow
         if end - begin != nbytes or end > data_size:
             raise _bad(name, f"tensor {key!r} ({dtype} {shape}) does not fit its data_offsets [{begin}, {end}] "
                              f"in a buffer of {data_size} bytes (truncated?)")
@@ -120,11 +122,16 @@ def deserialize(buf: bytes, name: str = "<bytes>") -> tuple[dict[str, np.ndarray
     n = header_length(buf[:8], len(buf), name)
     entries, metadata = parse_header(buf[8:8 + n], len(buf) - 8 - n, name)
     data = memoryview(buf)[8 + n:]
-    out: dict[str, np.ndarray] = {}
-    for key, e in entries.items():
-        dtype = np.dtype(_DTYPES[e.dtype]).newbyteorder("<")
-        out[key] = np.frombuffer(data[e.begin:e.end], dtype=dtype).reshape(e.shape).astype(dtype.newbyteorder("="))
-    return out, metadata
+    return {key: decode(data[e.begin:e.end], e.dtype, e.shape) for key, e in entries.items()}, metadata
+
+
+def decode(raw: Any, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The bytes of one tensor -> a native-order array; BF16 becomes float32 (exactly: a bfloat16 is the
+    top half of a float32)."""
+    if dtype == "BF16":
+        return (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32).reshape(shape)
+    le = np.dtype(_DTYPES[dtype]).newbyteorder("<")
+    return np.frombuffer(raw, dtype=le).reshape(shape).astype(le.newbyteorder("="))
 
 
 def save_file(tensors: Mapping[str, Any], path: str | Path, metadata: Mapping[str, str] | None = None) -> None:

@@ -553,3 +553,26 @@ def test_fuzzed_checkpoint_json_loads_correctly_or_raises_checkpoint_error(fuzz_
         assert tok.vocab_size == model.config.vocab_size
 
     run()
+
+
+def _as_bf16(raw: bytes) -> bytes:
+    """A safetensors file whose U16 entries are relabelled BF16 (the header re-packed around the change)."""
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = raw[8:8 + n].rstrip().replace(b'"U16"', b'"BF16"')
+    header += b" " * (-len(header) % 8)
+    return struct.pack("<Q", len(header)) + header + raw[8 + n:]
+
+
+def test_bfloat16_reads_as_float32_but_a_model_file_refuses_it(ckpt):
+    """safetensors' BF16 (the top half of each float32) decodes exactly to float32; a checkpoint's model file
+    must still hold F16/F32/F64, so the relabelled file is refused by name."""
+    values = np.array([1.5, -2.25, 2.0**127, -0.0], np.float32)  # each exact in bfloat16
+    bits = (values.view(np.uint32) >> 16).astype(np.uint16)
+    out, _ = safetensors.deserialize(_as_bf16(safetensors.serialize({"w": bits})))
+    assert out["w"].dtype == np.float32
+    np.testing.assert_array_equal(out["w"], values)
+    state = _model_state(ckpt)
+    name = "transformer.ln_f.weight"
+    state[name] = (state[name].astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    path = _replace_weights(ckpt, "model", _as_bf16(safetensors.serialize(state)))
+    _refused(ckpt, rf"{path.name}: tensor '{name}' is BF16; a float model's weights are F16, F32, F64")

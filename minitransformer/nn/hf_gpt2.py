@@ -21,15 +21,13 @@ the 1/sqrt(hs) scale or with the per-layer scale, other activations (each refuse
 from __future__ import annotations
 
 import json
-import math
 import re
-import struct
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..safetensors import _DTYPES, MAX_HEADER
+from ..safetensors import decode, header_length, parse_header
 
 # activation_function -> F.gelu's `approximate`: gelu_new and gelu_pytorch_tanh are the same tanh formula
 ACTIVATIONS = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "none"}
@@ -126,41 +124,13 @@ class _Entry(NamedTuple):
 
 
 def _read_header(path: Path) -> dict[str, _Entry]:
-    """The tensor entries of a safetensors file, read from its header alone and checked to lie inside it."""
-    def bad(why: str) -> ValueError:
-        return ValueError(f"{path}: not a valid safetensors file: {why}")
-
+    """The tensor entries of a safetensors file, read from its header alone (safetensors.parse_header checks
+    them to lie inside it)."""
     size = path.stat().st_size
     with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise bad(f"only {len(head)} bytes, shorter than the 8-byte header length")
-        (n,) = struct.unpack("<Q", head)
-        if n > MAX_HEADER or 8 + n > size:
-            raise bad(f"header length {n} does not fit in a file of {size} bytes (truncated?)")
-        raw = f.read(n)
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise bad(f"header is not JSON ({e})") from None
-    if not isinstance(header, dict):
-        raise bad("header is not a JSON object")
-    header.pop("__metadata__", None)
-    out = {}
-    for key, info in header.items():
-        try:
-            dtype = info["dtype"]
-            itemsize = 2 if dtype == "BF16" else np.dtype(_DTYPES[dtype]).itemsize
-            shape = tuple(int(s) for s in info["shape"])
-            begin, end = (int(x) for x in info["data_offsets"])
-        except (KeyError, TypeError, ValueError):
-            raise bad(f"entry {key!r} lacks a valid dtype, shape or data_offsets") from None
-        count = math.prod(shape)
-        if min(shape, default=0) < 0 or end - begin != count * itemsize or begin < 0 or 8 + n + end > size:
-            raise bad(f"tensor {key!r} ({dtype} {list(shape)}) does not fit its data_offsets [{begin}, {end}] "
-                      f"in a file of {size} bytes (truncated?)")
-        out[key] = _Entry(path, dtype, shape, 8 + n + begin, end - begin)
-    return out
+        n = header_length(f.read(8), size, str(path))
+        entries, _ = parse_header(f.read(n), size - 8 - n, str(path))
+    return {key: _Entry(path, e.dtype, e.shape, 8 + n + e.begin, e.end - e.begin) for key, e in entries.items()}
 
 
 def _weight_files(d: Path) -> tuple[Path, list[Path], dict[str, str] | None]:
@@ -196,11 +166,7 @@ def _load(e: _Entry) -> np.ndarray:
     with open(e.path, "rb") as f:
         f.seek(e.start)
         raw = f.read(e.nbytes)
-    if e.dtype == "BF16":  # bfloat16 is the top half of a float32
-        arr = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
-    else:
-        arr = np.frombuffer(raw, dtype=np.dtype(_DTYPES[e.dtype]).newbyteorder("<"))
-    return arr.reshape(e.shape).astype(np.float32)
+    return decode(raw, e.dtype, e.shape).astype(np.float32)
 
 
 def read_weights(directory: str | Path, spec: Spec) -> dict[str, np.ndarray]:
