@@ -61,15 +61,7 @@ def default_collate(batch: Sequence[Any]) -> Any:
     if isinstance(elem, (str, bytes)):
         return batch
     if isinstance(elem, Mapping):
-        collated = {key: default_collate([d[key] for d in batch]) for key in elem}
-        if isinstance(elem, MutableMapping):
-            clone = copy.copy(elem)
-            clone.update(collated)
-            return clone
-        try:
-            return type(elem)(collated)
-        except TypeError:  # a mapping type that cannot be built from a dict
-            return collated
+        return _same_kind_mapping(elem, {key: default_collate([d[key] for d in batch]) for key in elem})
     if _is_namedtuple(elem):
         return type(elem)(*(default_collate(field) for field in zip(*batch, strict=True)))
     if isinstance(elem, Sequence):
@@ -84,6 +76,19 @@ def default_collate(batch: Sequence[Any]) -> Any:
         return _same_kind(elem, columns)
     raise TypeError(f"default_collate: batch must contain tensors, numpy arrays, numbers, dicts or lists; "
                     f"found {type(elem)}")
+
+
+def _same_kind_mapping(like: Mapping, items: dict[Any, Any]) -> Any:
+    """`items` in a mapping of `like`'s type: a copy of a mutable mapping updated with them, else
+    `type(like)(items)`, else the dict itself (a type that cannot be built from one)."""
+    if isinstance(like, MutableMapping):
+        clone = copy.copy(like)
+        clone.update(items)
+        return clone
+    try:
+        return type(like)(items)
+    except TypeError:
+        return items
 
 
 def _same_kind(like: Sequence, items: list[Any]) -> Any:
@@ -112,15 +117,7 @@ def default_convert(data: Any) -> Any:
     if isinstance(data, (str, bytes)):
         return data
     if isinstance(data, Mapping):
-        converted = {key: default_convert(value) for key, value in data.items()}
-        if isinstance(data, MutableMapping):
-            clone = copy.copy(data)
-            clone.update(converted)
-            return clone
-        try:
-            return type(data)(converted)
-        except TypeError:
-            return converted
+        return _same_kind_mapping(data, {key: default_convert(value) for key, value in data.items()})
     if _is_namedtuple(data):
         return type(data)(*(default_convert(d) for d in data))
     if isinstance(data, tuple):
