@@ -392,9 +392,10 @@ class GPT(Module):
 
 
 def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int | None = None,
-                top_p: float | None = None) -> Tensor:
+                top_p: float | None = None, rng: np.random.Generator | None = None) -> Tensor:
     """Sample one token per row from logits (B, V): scaled by 1/temperature, restricted to the top_k most
-    likely tokens and/or the smallest set whose probability reaches top_p (nucleus sampling)."""
+    likely tokens and/or the smallest set whose probability reaches top_p (nucleus sampling). The uniform
+    draws come from `rng` (a NumPy generator: the server gives each sequence its own), else the global one."""
     from .. import random as mt_random
 
     # on plain float64 arrays: sampling is not differentiated, and Tensor ops cost more than the arithmetic
@@ -417,6 +418,6 @@ def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int | None = No
     # inverse CDF, one uniform draw per row: token i when cdf[i-1] <= u * total < cdf[i]; a zero-probability
     # token has cdf[i] == cdf[i-1] and can never be drawn
     cdf = np.cumsum(probs, axis=-1)
-    u = mt_random.generator().random(len(cdf))[:, None] * cdf[:, -1:]
+    u = (mt_random.generator() if rng is None else rng).random(len(cdf))[:, None] * cdf[:, -1:]
     idx = np.minimum((cdf <= u).sum(axis=-1, keepdims=True), cdf.shape[-1] - 1)
     return Tensor(idx.astype(np.int64))                                   # (B, 1)

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ..nn.gpt import GPT
+from ..nn.gpt import GPT, sample_next
 from .batch import DecodeBatch, prefill, prompt_logits, window_logits
 
 Entry = tuple[str, Any, Any, int]   # (token text, its log-probability, {token: logprob} of the likeliest, offset)
@@ -86,26 +86,11 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def sample(logits: np.ndarray, s: Sampling, rng: np.random.Generator) -> int:
-    """One token from logits (V,): the argmax at temperature 0, else nn.gpt.sample_next's arithmetic for one
-    row (scale by 1/temperature, keep the top_k, keep the top_p nucleus, one uniform draw, inverse CDF) with the
-    sequence's own generator in place of the global one."""
+    """One token from logits (V,): the argmax at temperature 0, else nn.gpt.sample_next on this one row with
+    the sequence's own generator in place of the global one."""
     if s.temperature == 0:
         return int(np.argmax(logits))
-    x = logits.astype(np.float64) / s.temperature
-    if s.top_k is not None:
-        k = min(s.top_k, len(x))
-        x = np.where(x < np.partition(x, -k)[-k], -np.inf, x)  # below the k-th largest: never drawn
-    probs = np.exp(x - x.max())
-    probs /= probs.sum()
-    if s.top_p is not None and s.top_p < 1.0:
-        order = np.argsort(-probs, kind="stable")
-        sorted_p = probs[order]
-        sorted_p[np.cumsum(sorted_p) - sorted_p >= s.top_p] = 0.0  # the ranks above already reach top_p
-        probs = np.zeros_like(probs)
-        probs[order] = sorted_p
-    cdf = np.cumsum(probs)
-    u = rng.random(1)[0] * cdf[-1]
-    return int(min((cdf <= u).sum(), len(cdf) - 1))
+    return int(sample_next(logits[None], s.temperature, s.top_k, s.top_p, rng=rng).numpy()[0, 0])
 
 
 class Detokenizer:
