@@ -80,11 +80,14 @@ class Function:
       saves_output  True when backward reads the output (exp, tanh, softmax, ...); same protection.
       is_view       True when the output may share memory with input 0 (reshape, transpose, ...); the two
                     then share one version counter, so writing through either is seen by both.
+      kernels       the backend kernels (backend.py) its forward and backward call, for the profiler and
+                    the graph pictures, which say which tier ran them.
     """
 
     saves_inputs: tuple[int, ...] | None = None  # None = every input
     saves_output = False
     is_view = False
+    kernels: tuple[str, ...] = ()
 
     inputs: tuple[Tensor, ...]
     versions: tuple[int, ...]

@@ -132,6 +132,14 @@ def kernel(name: str) -> Callable[..., Any]:
     return fn
 
 
+def tier_of(kernel_name: str, array: Any = None) -> str:
+    """Which tier runs `kernel_name` for `array` under the active setting: 'numpy' (kernels/reference),
+    'numba' (kernels/cpu) or 'cuda' (kernels/cuda). The profiler and the graph pictures label ops with it."""
+    if array is not None and type(array).__module__.startswith("cupy"):
+        return "numpy" if _state["active"] == "numpy" or kernel_name not in _load("cuda") else "cuda"
+    return _choose(kernel_name)
+
+
 def current() -> str:
     """The active setting: 'auto', 'numpy' or 'numba'."""
     return _state["active"]

@@ -28,6 +28,7 @@ class QLinear(Function):
     """x (..., K) -> x @ W^T + bias (..., M) with W stored quantized; dx = dy @ W, dbias = sum(dy)."""
 
     saves_inputs = (1, 2)
+    kernels = ("qlinear_forward", "qlinear_backward")
 
     def forward(self, x, qweight, scale, bias=None):
         self.qweight, self.scale, self.has_bias = qweight, scale, bias is not None

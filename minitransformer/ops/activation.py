@@ -33,6 +33,8 @@ def relu(input: Tensor) -> Tensor:
 
 
 class GELU(Function):
+    kernels = ("gelu_forward", "gelu_backward")
+
     def forward(self, x, approximate):
         self.x, self.approximate = x, approximate
         self.bwd = backend.kernel("gelu_backward")
@@ -46,6 +48,8 @@ class GELU(Function):
 class BiasGELU(Function):
     """gelu(x + bias) in one pass (the MLP's first Linear without its bias, then this):
     dx = dy * gelu'(x + bias), dbias = dx summed over every axis but the last."""
+
+    kernels = ("bias_gelu_forward", "bias_gelu_backward")
 
     def forward(self, x, bias, approximate):
         self.x, self.bias, self.approximate = x, bias, approximate
@@ -104,10 +108,12 @@ class _LastAxis(Function):
 
 class Softmax(_LastAxis):
     name = "softmax"
+    kernels = ("softmax_forward", "softmax_backward")
 
 
 class LogSoftmax(_LastAxis):
     name = "log_softmax"
+    kernels = ("log_softmax_forward", "log_softmax_backward")
 
 
 def _softmax_like(cls: type[_LastAxis], input: Tensor, dim: int | None, dtype: Any, op: str) -> Tensor:

@@ -19,6 +19,8 @@ class Attention(Function):
     """q (..., L, E), k (..., S, E), v (..., S, Ev) -> (..., L, Ev). The arrays go to the kernels as they are
     (views with any strides; the kernels do not copy them)."""
 
+    kernels = ("attention_forward", "attention_backward")
+
     def forward(self, q, k, v, mask, scale, causal):
         self.q, self.k, self.v = q, k, v
         self.mask, self.scale, self.causal = mask, scale, causal
@@ -36,6 +38,8 @@ class QKVAttention(Function):
     is otherwise split + view + transpose (x3) + attention + transpose + contiguous + view: q, k, v go to
     the kernel as strided views of qkv, the output comes back already in (B, T, nh, hs) memory order, and
     the backward writes dq, dk, dv straight into one packed (B, T, 3C) gradient."""
+
+    kernels = ("attention_forward", "attention_backward")
 
     def forward(self, qkv, n_head, mask, scale, causal):
         B, T, C3 = qkv.shape

@@ -24,6 +24,8 @@ class CrossEntropy(Function):
     """Backends may keep a view of the logits for the backward (to recompute softmax), so the logits
     count as saved: changing them in place before backward raises."""
 
+    kernels = ("cross_entropy_forward", "cross_entropy_backward")
+
     def forward(self, logits, target, weight, ignore_index, label_smoothing, reduction):
         xp = array_module(logits)
         self.shape = logits.shape
@@ -150,6 +152,8 @@ def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
 class CTC(Function):
     """Per-sample CTC negative log-likelihood (B,) from log_probs (T, B, C); the kernel pair computes the
     alpha/beta recursions and the gradient (kernels/reference/ctc.py)."""
+
+    kernels = ("ctc_forward", "ctc_backward")
 
     def forward(self, log_probs, targets, input_lengths, target_lengths, blank, zero_infinity):
         import numpy as np
