@@ -1,13 +1,23 @@
 """Module, Parameter and the containers (Sequential, ModuleList, ModuleDict), with PyTorch's semantics:
 attribute assignment registers parameters, buffers and submodules; names are dotted paths
 (`transformer.h.0.attn.c_attn.weight`); state_dict/load_state_dict use those names.
+
+Forward hooks and forward pre-hooks (register_forward_hook, register_forward_pre_hook) follow PyTorch's
+rules: a pre-hook sees (module, args) before forward and may return replacement args; a hook sees
+(module, args, output) after it and may return a replacement output; each registration returns a
+RemovableHandle. A module without hooks pays one check per call. Backward hooks and the global
+(all-module) hooks are not here.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
+import warnings
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -42,11 +52,39 @@ class IncompatibleKeys(NamedTuple):
     unexpected_keys: list[str]
 
 
+class RemovableHandle:
+    """What register_forward_hook and register_forward_pre_hook return: `remove()` takes the hook out again
+    (twice is harmless); as a context manager, the hook is removed on leaving the block. `id` is unique."""
+
+    _ids = itertools.count()
+
+    def __init__(self, *stores: OrderedDict[int, Any]) -> None:
+        self.id = next(RemovableHandle._ids)
+        # weak references: a handle kept after its module is gone does not keep the module's hooks alive
+        self._stores = [weakref.ref(d) for d in stores]
+
+    def remove(self) -> None:
+        for ref in self._stores:
+            d = ref()
+            if d is not None:
+                d.pop(self.id, None)
+
+    def __enter__(self) -> RemovableHandle:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()
+
+
 class Module:
     """Base class of every layer and model. Subclasses set parameters and submodules as attributes in
     `__init__` and define `forward`; calling the module calls `forward`."""
 
     training: bool
+    # the hook stores (PyTorch's names): hook id -> hook, and the ids registered with each option. Empty and
+    # read-only here; a module's first registration gives it its own OrderedDicts (_hooks)
+    _forward_pre_hooks = _forward_hooks = MappingProxyType({})
+    _forward_pre_hooks_with_kwargs = _forward_hooks_with_kwargs = _forward_hooks_always_called = MappingProxyType({})
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -317,7 +355,88 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)
+        if not (self._forward_hooks or self._forward_pre_hooks):  # the common case: one check, then forward
+            return self.forward(*args, **kwargs)
+        return self._call_with_hooks(args, kwargs)
+
+    def _call_with_hooks(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """forward between its hooks, in PyTorch's order: pre-hooks (each may replace the args, or with
+        with_kwargs the (args, kwargs)), forward, then hooks (each may replace the output). When forward or a
+        hook raises, the always_call hooks that have not run yet run with output None, then the error goes on."""
+        called: set[int] = set()
+        output = None
+        try:
+            # a snapshot of each store: a hook may remove itself (or others) while the hooks run
+            for hook_id, hook in list(self._forward_pre_hooks.items()):
+                if hook_id in self._forward_pre_hooks_with_kwargs:
+                    result = hook(self, args, kwargs)
+                    if result is not None:
+                        if not (isinstance(result, tuple) and len(result) == 2):
+                            raise RuntimeError("forward pre-hook must return None or a tuple of (new_args, "
+                                               f"new_kwargs), but got {result}.")
+                        args, kwargs = result
+                else:
+                    result = hook(self, args)
+                    if result is not None:
+                        args = result if isinstance(result, tuple) else (result,)
+            output = self.forward(*args, **kwargs)
+            for hook_id, hook in list(self._forward_hooks.items()):
+                called.add(hook_id)
+                if hook_id in self._forward_hooks_with_kwargs:
+                    result = hook(self, args, kwargs, output)
+                else:
+                    result = hook(self, args, output)
+                if result is not None:
+                    output = result
+            return output
+        except Exception:
+            for hook_id, hook in list(self._forward_hooks.items()):
+                if hook_id in self._forward_hooks_always_called and hook_id not in called:
+                    try:
+                        hook(self, args, output)
+                    except Exception as e:
+                        warnings.warn("module forward hook with always_call=True raised an exception that was "
+                                      f"silenced as another error was raised in forward: {e}", stacklevel=2)
+            raise
+
+    def _hooks(self, name: str) -> OrderedDict[int, Any]:
+        """This module's own hook store `name`, created on first use."""
+        d = self.__dict__
+        if name not in d:
+            object.__setattr__(self, name, OrderedDict())
+        return d[name]
+
+    def register_forward_pre_hook(self, hook: Callable[..., Any], *, prepend: bool = False,
+                                  with_kwargs: bool = False) -> RemovableHandle:
+        """Call `hook(module, args)` before each forward; a return value other than None replaces the
+        positional args (a non-tuple is wrapped in one). With with_kwargs: `hook(module, args, kwargs)`, which
+        may return (new_args, new_kwargs). Hooks run in the order registered (prepend: this one first)."""
+        store = self._hooks("_forward_pre_hooks")
+        handle = RemovableHandle(store, self._hooks("_forward_pre_hooks_with_kwargs"))
+        store[handle.id] = hook
+        if with_kwargs:
+            self._forward_pre_hooks_with_kwargs[handle.id] = True
+        if prepend:
+            store.move_to_end(handle.id, last=False)
+        return handle
+
+    def register_forward_hook(self, hook: Callable[..., Any], *, prepend: bool = False, with_kwargs: bool = False,
+                              always_call: bool = False) -> RemovableHandle:
+        """Call `hook(module, args, output)` after each forward (args as the pre-hooks left them); a return
+        value other than None replaces the output. With with_kwargs: `hook(module, args, kwargs, output)`.
+        always_call: also run (with output None) when forward or an earlier hook raises. Hooks run in the
+        order registered (prepend: this one first)."""
+        store = self._hooks("_forward_hooks")
+        handle = RemovableHandle(store, self._hooks("_forward_hooks_with_kwargs"),
+                                 self._hooks("_forward_hooks_always_called"))
+        store[handle.id] = hook
+        if with_kwargs:
+            self._forward_hooks_with_kwargs[handle.id] = True
+        if always_call:
+            self._forward_hooks_always_called[handle.id] = True
+        if prepend:
+            store.move_to_end(handle.id, last=False)
+        return handle
 
     def extra_repr(self) -> str:
         return ""
