@@ -69,7 +69,7 @@ def _mount_kernels() -> None:
 _mount_kernels()
 
 # amp, backends, cuda, distributed: PyTorch's namespaces (docs/pytorch.md)
-from . import amp, backend, backends, cuda, distributed, dtypes, nn, ops, optim, tokenizers, utils  # noqa: E402
+from . import amp, backend, backends, cuda, distributed, dtypes, nn, ops, optim, profiler, tokenizers, utils  # noqa: E402
 from . import methods as _methods  # noqa: E402,F401  (binds ops to Tensor)
 from .amp import autocast, is_autocast_enabled  # noqa: E402
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled  # noqa: E402

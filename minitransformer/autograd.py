@@ -102,6 +102,12 @@ class Function:
     @classmethod
     def apply(cls, *inputs: Tensor, **kwargs: Any) -> Tensor:
         """Run forward on the inputs' arrays and record the node when a gradient will be needed."""
+        if _PROFILER is not None:  # a profiler.profile block is open: it times the call
+            return _PROFILER.run_op(cls, inputs, kwargs)
+        return cls._apply(inputs, kwargs)
+
+    @classmethod
+    def _apply(cls, inputs: tuple[Tensor, ...], kwargs: dict[str, Any]) -> Tensor:
         Tensor = _tensor_class()  # noqa: N806
 
         ctx = cls()
@@ -151,6 +157,9 @@ def _tensor_class() -> type:
 
 
 _TENSOR: type | None = None
+
+# The open profiler.profile, or None (nearly always): Function.apply and backward test it once per op.
+_PROFILER: Any = None
 
 
 def _shares_memory(a: Any, b: Any) -> bool:
@@ -233,6 +242,7 @@ def backward(root: Tensor, grad: Any, retain_graph: bool = False) -> None:
 
     order = _topological_order(root)
     grads: dict[int, Any] = {id(root): grad}
+    prof = _PROFILER
     with no_grad(), _callback_queue() as queued:
         for t in reversed(order):
             g = grads.pop(id(t), None)
@@ -248,7 +258,7 @@ def backward(root: Tensor, grad: Any, retain_graph: bool = False) -> None:
             if ctx is None:
                 continue
             ctx.check_versions()
-            input_grads = ctx.backward(g)
+            input_grads = ctx.backward(g) if prof is None else prof.run_backward(ctx, g)
             for inp, gi in zip(ctx.inputs, input_grads, strict=True):
                 if gi is None or not inp.requires_grad:
                     continue

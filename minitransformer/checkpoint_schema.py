@@ -155,7 +155,7 @@ TRAIN_CONFIG: dict[str, Check] = {
     "grad_clip": NONNEGATIVE, "grad_accum": SIZE, "batch_size": SIZE, "eval_interval": SIZE, "eval_iters": SIZE,
     "out": string, "resume": boolean, "seed": SEED, "backend": string, "device": string, "log_interval": NATURAL,
     "eval_only": boolean, "always_save_checkpoint": boolean, "decay_lr": boolean, "overwrite": boolean,
-    "skip_nonfinite": boolean,
+    "skip_nonfinite": boolean, "profile": NATURAL,
     "data": optional(string), "tokenizer": string, "vocab_size": SIZE, "n_layer": SIZE, "n_head": SIZE,
     "n_embd": SIZE, "block_size": SIZE, "dropout": PROBABILITY, "bias": boolean, "sample_tokens": NATURAL,
     "task": string, "n_train": SIZE, "n_test": SIZE, "d_model": SIZE, "nhead": SIZE, "num_layers": SIZE,

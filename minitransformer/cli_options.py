@@ -43,6 +43,8 @@ HELP = {
                  "such a run is refused",
     "skip_nonfinite": "skip (and count) a step whose loss or gradient is NaN or infinite, as GradScaler does; "
                       "without it training stops there, the last good checkpoint kept",
+    "profile": "record this many steps (after 3 warm-up steps) with mt.profiler: print the op table and write "
+               "trace.json into --out for Perfetto or chrome://tracing (0: off)",
 }
 CONFIG_HELP = ("TOML (or nanoGPT-style .py) file of options; the config files given positionally, then the command "
                "line, win over it")

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from . import backend, checkpoint, checkpoint_schema, distributed
+from . import backend, checkpoint, checkpoint_schema, distributed, profiler
 from .autograd import no_grad
 from .checkpoint_schema import MAX_SIZE
 from .nn.module import Module
@@ -34,6 +34,7 @@ from .random import get_rng_state, manual_seed, seed_global, set_rng_state
 from .tensor import Tensor
 
 BATCH_STREAM, EVAL_STREAM, RANK_STREAM = 0x6261746368, 0x6576616C, 0x72616E6B  # "batch", "eval", "rank"
+PROFILE_WARMUP = 3  # steps run before --profile starts recording: the first ones allocate and fill caches
 
 
 @dataclass
@@ -66,6 +67,7 @@ class LoopConfig:
 
     overwrite: bool = False           # train from scratch into an --out that already holds a checkpoint
     skip_nonfinite: bool = False      # skip (and count) steps whose loss or gradient is NaN or infinite
+    profile: int = 0                  # profile this many steps after PROFILE_WARMUP steps (trace.json in --out)
 
     # the allowed range of each numeric option: (low, high, whether low itself is allowed); high is inclusive.
     # POSITIVE names the sizes and counts (1 .. MAX_SIZE, what a checkpoint may hold); every other float must
@@ -76,6 +78,7 @@ class LoopConfig:
         "warmup_iters": (0, math.inf, True), "lr_decay_iters": (0, math.inf, True),
         "weight_decay": (0, math.inf, True), "beta1": (0, 1, True), "beta2": (0, 1, True),
         "grad_clip": (0, math.inf, True), "log_interval": (0, math.inf, True), "seed": (0, 2**128 - 1, True),
+        "profile": (0, math.inf, True),
         "dropout": (0, 1, True),
     }
     BELOW_ONE = ("beta1", "beta2", "dropout")  # [0, 1): 1 itself is not allowed
@@ -411,7 +414,9 @@ def fit(cfg: LoopConfig, job: Job, resumed: dict[str, Any] | None = None, progre
     last_loss = float("nan")
     skipped = 0  # steps left out for a non-finite loss or gradient (--skip-nonfinite)
     params = list(model.parameters())
-    with _StopRequest() as stop:
+    profiling = StepProfiler(cfg.profile, step + min(PROFILE_WARMUP, max(cfg.max_iters - step - cfg.profile, 0)),
+                             out, say if w.is_main else None)
+    with _StopRequest() as stop, profiling:
         while True:
             if cfg.eval_only or step % cfg.eval_interval == 0 or step == cfg.max_iters:
                 values = evaluate()
@@ -425,14 +430,19 @@ def fit(cfg: LoopConfig, job: Job, resumed: dict[str, Any] | None = None, progre
                 best_val = min(best_val, values["val"])
             if step >= cfg.max_iters or stop.requested:
                 break
+            profiling.before(step)
             t0 = time.perf_counter()
             lr = lr_at(step, cfg)
             for g in opt.param_groups:
                 g["lr"] = lr
             for _ in range(cfg.grad_accum):
-                loss = job.loss("train", batch_rng)
-                # the mean over grad_accum micro-batches: each contributes 1/grad_accum of the gradient
-                (loss / cfg.grad_accum).backward()
+                with profiler.record_function("forward"):
+                    loss = job.loss("train", batch_rng)
+                with profiler.record_function("backward"):
+                    # the mean over grad_accum micro-batches: each contributes 1/grad_accum of the gradient
+                    (loss / cfg.grad_accum).backward()
+            timed = profiler.record_function("optimizer")
+            timed.__enter__()
             w.allreduce_mean_grads(params)  # the mean over ranks: the same step on every rank
             # the norm of every gradient together (clipped to grad_clip; inf: measured only): a NaN or infinity
             # anywhere in the loss or the gradients shows here, before the optimizer step spreads it to the weights
@@ -453,7 +463,9 @@ def fit(cfg: LoopConfig, job: Job, resumed: dict[str, Any] | None = None, progre
             opt.zero_grad(set_to_none=True)
             if job.after_step is not None:
                 job.after_step()
+            timed.__exit__(None, None, None)
             step += 1
+            profiling.after(step)
             dt = time.perf_counter() - t0
             speed = f"{job.tokens_per_step * w.size / dt:,.0f} tok/s" if job.tokens_per_step else ""
             log.update(step, cfg.max_iters, f"loss {last_loss:.4f} lr {lr:.2e} {dt * 1e3:.0f} ms/step"
@@ -469,6 +481,47 @@ def fit(cfg: LoopConfig, job: Job, resumed: dict[str, Any] | None = None, progre
     return {"step": step, "train_loss": values.get("train", last_loss), "val_loss": values.get("val"),
             "out": str(out), "skipped": skipped,
             "metrics": {k: v for k, v in values.items() if k not in ("train", "val")}}
+
+
+class StepProfiler:
+    """--profile N: records steps [start, start + N) with mt.profiler, then prints the op table and writes
+    trace.json into --out (beside the checkpoint). Does nothing when N is 0."""
+
+    def __init__(self, steps: int, start: int, out: Path, say: Callable[[str], None] | None) -> None:
+        self.steps, self.start, self.out, self.say = steps, start, out, say
+        self.prof: profiler.profile | None = None
+
+    def __enter__(self) -> StepProfiler:
+        return self
+
+    def before(self, step: int) -> None:
+        if self.steps and self.prof is None and step == self.start:
+            self.prof = profiler.profile(record_shapes=True)
+            self.prof.__enter__()
+
+    def after(self, step: int) -> None:
+        if self.prof is None:
+            return
+        self.prof.step()
+        if step >= self.start + self.steps:
+            self.finish()
+
+    def finish(self) -> None:
+        prof, self.prof, self.steps = self.prof, None, 0
+        if prof is None:
+            return
+        prof.__exit__(None, None, None)
+        if self.say is None:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        prof.export_chrome_trace(self.out / "trace.json")
+        n = len([e for e in prof.events if e.kind == "step"])
+        self.say(f"profile of {n} step(s) from step {self.start} (mt.profiler; trace: {self.out / 'trace.json'}, "
+                 "open it in Perfetto or chrome://tracing):\n"
+                 + prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+
+    def __exit__(self, *exc: object) -> None:
+        self.finish()  # a run that stopped inside the window still reports what it recorded
 
 
 def _plot(history: list[dict[str, float]], out: Path) -> None:
