@@ -456,12 +456,12 @@ class profile:
         finally:
             self._end(ev)
         ev.flops, ev.input_shapes, ev.tier = saved
-        # bytes: dout and what the op saved are read, each new gradient written (one passed through unchanged,
-        # as Add's, costs nothing)
+        # bytes: dout and what the op saved are read, each new gradient written; a gradient passed through
+        # unchanged (Add's) costs nothing
         saved_inputs = range(len(ins)) if ctx.saves_inputs is None else ctx.saves_inputs
-        if name not in VIEW_OPS:
-            read = int(dout.nbytes) + _nbytes(ins[i].data for i in saved_inputs)
-            ev.bytes = read + _nbytes(g for g in grads if g is not None and g is not dout)
+        written = [g for g in grads if g is not None and g is not dout]
+        if name not in VIEW_OPS and written:
+            ev.bytes = int(dout.nbytes) + _nbytes(ins[i].data for i in saved_inputs) + _nbytes(written)
         return grads
 
     def region(self, name: str, kind: str = "region") -> Event:
