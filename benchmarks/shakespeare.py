@@ -29,6 +29,8 @@ from pathlib import Path
 
 from _report import peak_rss_mb, write_report  # benchmarks/ is the script's folder
 
+from minitransformer.optim.lr_scheduler import warmup_cosine
+
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, dropout=0.0, bias=False,
               max_iters=2000, lr=1e-3, min_lr=1e-4, warmup_iters=100, lr_decay_iters=2000, weight_decay=0.1,
@@ -49,14 +51,9 @@ def char_data(path: str):  # noqa: ANN201
 
 
 def lr_at(it: int) -> float:
-    """nanoGPT's get_lr."""
+    """nanoGPT's get_lr for the recipe (the library's one copy of it, used for both libraries' loops)."""
     r = RECIPE
-    if it < r["warmup_iters"]:
-        return r["lr"] * (it + 1) / (r["warmup_iters"] + 1)
-    if it > r["lr_decay_iters"]:
-        return r["min_lr"]
-    ratio = (it - r["warmup_iters"]) / (r["lr_decay_iters"] - r["warmup_iters"])
-    return r["min_lr"] + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (r["lr"] - r["min_lr"])
+    return warmup_cosine(it, r["lr"], r["min_lr"], r["warmup_iters"], r["lr_decay_iters"])
 
 
 def torch_model(vocab: int):  # noqa: ANN201

@@ -30,6 +30,7 @@ from .checkpoint_schema import MAX_SIZE
 from .nn.module import Module
 from .nn.utils import clip_grad_norm_
 from .optim import AdamW, weight_decay_groups
+from .optim.lr_scheduler import warmup_cosine
 from .random import get_rng_state, manual_seed, seed_global, set_rng_state
 from .tensor import Tensor
 
@@ -181,17 +182,20 @@ def check_out(cfg: LoopConfig) -> None:
 
 
 def lr_at(it: int, cfg: LoopConfig) -> float:
-    """Linear warmup from lr/(warmup+1) (never 0), cosine decay to min_lr at lr_decay_iters, then min_lr;
-    with decay_lr off, lr throughout."""
+    """The learning rate of step `it`: nanoGPT's warmup and cosine decay (optim.lr_scheduler.warmup_cosine) to
+    --min-lr at --lr-decay-iters (default --max-iters); with --no-decay-lr, --lr throughout."""
     if not cfg.decay_lr:
         return cfg.lr
     decay = cfg.lr_decay_iters if cfg.lr_decay_iters is not None else cfg.max_iters
-    if it < cfg.warmup_iters:
-        return cfg.lr * (it + 1) / (cfg.warmup_iters + 1)
-    if it > decay or decay == cfg.warmup_iters:
-        return cfg.min_lr
-    ratio = (it - cfg.warmup_iters) / (decay - cfg.warmup_iters)
-    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.lr - cfg.min_lr)
+    return warmup_cosine(it, cfg.lr, cfg.min_lr, cfg.warmup_iters, decay)
+
+
+def make_optimizer(model: Module, cfg: LoopConfig) -> AdamW:
+    """The model's own `configure_optimizers` where it has one (the GPT, as nanoGPT's train.py does), else AdamW
+    with weight decay on the 2-D weights only: the same two groups either way, so checkpoints resume alike."""
+    if hasattr(model, "configure_optimizers"):
+        return model.configure_optimizers(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2))
+    return AdamW(weight_decay_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
 
 
 def saved_config(cls: type, doc: dict[str, Any]) -> Any:
@@ -375,7 +379,7 @@ def fit(cfg: LoopConfig, job: Job, resumed: dict[str, Any] | None = None, progre
     if w.size > 1:
         w.broadcast_params(list(model.parameters()))  # one starting point for every rank
         seed_global([cfg.seed, RANK_STREAM, w.rank])
-    opt = AdamW(weight_decay_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    opt = make_optimizer(model, cfg)
     step = 0
     if resumed is not None:
         doc = resumed["doc"]

@@ -84,6 +84,18 @@ class CosineAnnealingLR(LRScheduler):
         return [self.eta_min + (base - self.eta_min) * c for base in self.base_lrs]
 
 
+def warmup_cosine(it: int, lr: float, min_lr: float, warmup_iters: int, lr_decay_iters: int) -> float:
+    """nanoGPT's get_lr, the one copy the training loop, WarmupCosineLR and the benchmarks use: linear warmup
+    from lr / (warmup_iters + 1) (never 0) to lr over warmup_iters steps, cosine decay to min_lr at
+    lr_decay_iters, min_lr after."""
+    if it < warmup_iters:
+        return lr * (it + 1) / (warmup_iters + 1)
+    if it > lr_decay_iters or lr_decay_iters == warmup_iters:
+        return min_lr
+    ratio = (it - warmup_iters) / (lr_decay_iters - warmup_iters)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (lr - min_lr)
+
+
 class WarmupCosineLR(LRScheduler):
     """nanoGPT's schedule: linear warmup to base_lr over warmup_iters steps, starting at
     base_lr / (warmup_iters + 1) rather than 0; cosine decay to min_lr at lr_decay_iters; min_lr after.
@@ -96,13 +108,6 @@ class WarmupCosineLR(LRScheduler):
         self.warmup_iters, self.lr_decay_iters, self.min_lr = warmup_iters, lr_decay_iters, min_lr
         super().__init__(optimizer, last_epoch)
 
-    def lr_at(self, it: int, base: float) -> float:
-        if it < self.warmup_iters:
-            return base * (it + 1) / (self.warmup_iters + 1)
-        if it > self.lr_decay_iters or self.lr_decay_iters == self.warmup_iters:
-            return self.min_lr
-        ratio = (it - self.warmup_iters) / (self.lr_decay_iters - self.warmup_iters)
-        return self.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (base - self.min_lr)
-
     def get_lr(self) -> list[float]:
-        return [self.lr_at(self.last_epoch, base) for base in self.base_lrs]
+        return [warmup_cosine(self.last_epoch, base, self.min_lr, self.warmup_iters, self.lr_decay_iters)
+                for base in self.base_lrs]
