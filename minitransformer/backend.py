@@ -1,10 +1,12 @@
 """The backend table: for each hot kernel (`softmax_forward`, `attention_backward`, ...), which
 implementation runs. This is the only module that imports `minitransformer.kernels`.
 
-Backends offer the same kernel names and signatures:
+Backends offer the same kernel names and signatures, each tier listing its kernels in the `KERNELS` table of
+its package's __init__ (`matrix()` says which tier implements which kernel; docs/kernels.md prints it):
   numpy  kernels/reference, readable NumPy math for any array module; always present and complete.
   numba  kernels/cpu, JIT-compiled CPU kernels; present when Numba is installed.
   cuda   kernels/cuda, CUDA C launched through CuPy; present when CuPy finds a GPU.
+A kernel a tier does not list runs in the reference tier.
 The active choice is set with `use(name)` (a call or a context manager) or the environment variable
 MINITRANSFORMER_BACKEND: "numpy", "numba", or "auto" (the default), which picks for each kernel the
 backend that benchmarks/kernels.py measured fastest on this kind of device (`AUTO_ORDER` below).
@@ -23,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-# kernel file (same name in kernels/reference and kernels/cpu) -> backend modules are found from this list
+# the kernel files (the same names in every tier's folder): AUTO_ORDER's keys
 KERNEL_FILES = ("softmax", "gelu", "layernorm", "crossentropy", "attention", "adam", "quant", "ctc")
 _PACKAGES = {"numpy": "minitransformer.kernels.reference", "numba": "minitransformer.kernels.cpu",
              "cuda": "minitransformer.kernels.cuda"}
@@ -70,6 +72,7 @@ def available() -> list[str]:
 
 
 def _load(backend: str) -> dict[str, Callable[..., Any]]:
+    """The tier's table: the `KERNELS` dict its package's __init__ spells out (name -> function)."""
     table = _tables.get(backend)
     if table is None:
         if backend not in _PACKAGES:
@@ -78,14 +81,22 @@ def _load(backend: str) -> dict[str, Callable[..., Any]]:
             why = ("CuPy or a GPU is missing (pip install 'minitransformer[cuda]' on a machine with an NVIDIA GPU)"
                    if backend == "cuda" else "Numba is not installed (pip install 'minitransformer[numba]')")
             raise ValueError(f"backend {backend!r} is not available: {why}")
-        table = {}
-        for file in KERNEL_FILES:
-            mod = importlib.import_module(f"{_PACKAGES[backend]}.{file}")
-            for name in dir(mod):
-                if name.endswith(("_forward", "_backward", "_update")) and not name.startswith("_"):
-                    table[name] = getattr(mod, name)
-        _tables[backend] = table
+        table = _tables[backend] = dict(importlib.import_module(_PACKAGES[backend]).KERNELS)
     return table
+
+
+def matrix() -> dict[str, list[str]]:
+    """Every kernel name and the tiers whose table implements it (whether or not they can run here: the tables
+    import without Numba's compiler running or CuPy installed, except the numba tier, which needs Numba)."""
+    tiers: dict[str, list[str]] = {}
+    for backend, package in _PACKAGES.items():
+        try:
+            names = importlib.import_module(package).KERNELS
+        except ImportError:  # the numba tier without Numba installed
+            continue
+        for name in names:
+            tiers.setdefault(name, []).append(backend)
+    return dict(sorted(tiers.items()))
 
 
 def _file_of(kernel_name: str) -> str:

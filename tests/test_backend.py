@@ -7,6 +7,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -46,3 +48,54 @@ def test_environment_variable_selects_the_backend():
     env = {**__import__("os").environ, "MINITRANSFORMER_BACKEND": "numpy"}
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, env=env)
     assert out.stdout.strip() == "numpy", out.stderr
+
+
+TIERS = {"numpy": "minitransformer.kernels.reference", "numba": "minitransformer.kernels.cpu",
+         "cuda": "minitransformer.kernels.cuda"}
+
+
+def matrix_markdown(matrix: dict[str, list[str]]) -> str:
+    """The kernel matrix as docs/kernels.md prints it: one row per kernel, a column per tier."""
+    rows = ["| kernel | reference (numpy) | cpu (numba) | cuda |", "|---|:-:|:-:|:-:|"]
+    for name, tiers in matrix.items():
+        rows.append(f"| `{name}` | " + " | ".join("yes" if t in tiers else "--" for t in TIERS) + " |")
+    return "\n".join(rows)
+
+
+def test_kernel_tables_are_explicit_and_honest():
+    import importlib
+    import inspect
+
+    from minitransformer import backend
+
+    pytest.importorskip("numba")
+    matrix = backend.matrix()
+    assert matrix, "no kernels found"
+    for name, tiers in matrix.items():
+        assert "numpy" in tiers, f"{name} has no reference implementation"
+    for tier, package in TIERS.items():
+        pkg = importlib.import_module(package)
+        for name, fn in pkg.KERNELS.items():
+            assert fn.__name__ == name
+            # a tier lists only the kernels written in it: a reference function re-exported under a faster tier's
+            # name would be labelled with the wrong tier by the profiler and the graph pictures
+            assert fn.__module__.startswith(package + "."), f"{tier} lists {name} from {fn.__module__}"
+        # and every kernel written in the tier's files is listed
+        for file in backend.KERNEL_FILES:
+            try:
+                mod = importlib.import_module(f"{package}.{file}")
+            except ModuleNotFoundError:
+                continue
+            for fname, obj in inspect.getmembers(mod, inspect.isfunction):
+                if (obj.__module__ == mod.__name__ and fname.endswith(("_forward", "_backward", "_update"))
+                        and not fname.startswith("_") and not fname[-1].isdigit()):
+                    assert fname in pkg.KERNELS, f"{package}.{file}.{fname} is not in its tier's KERNELS"
+
+
+def test_docs_print_the_kernel_matrix():
+    from minitransformer import backend
+
+    pytest.importorskip("numba")
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "kernels.md").read_text()
+    table = matrix_markdown(backend.matrix())
+    assert table in docs, "docs/kernels.md's kernel matrix differs from the tiers' tables; print it with\n" + table

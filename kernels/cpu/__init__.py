@@ -28,3 +28,28 @@ def _drop_stale_cache() -> None:
 
 
 _drop_stale_cache()
+
+# The backend table of this tier (backend.py reads it): the kernels compiled here, by name; the kernels not
+# listed (ctc_backward, the quantization helpers, qlinear_backward) run in the reference tier.
+from collections.abc import Callable  # noqa: E402 (the stale cache is dropped before the kernel files load)
+from typing import Any  # noqa: E402
+
+from .adam import adam_update  # noqa: E402
+from .attention import attention_backward, attention_forward, decode_attention_forward  # noqa: E402
+from .crossentropy import cross_entropy_backward, cross_entropy_forward  # noqa: E402
+from .ctc import ctc_forward  # noqa: E402
+from .gelu import bias_gelu_backward, bias_gelu_forward, gelu_backward, gelu_forward  # noqa: E402
+from .layernorm import layernorm_backward, layernorm_forward  # noqa: E402
+from .quant import qlinear_forward  # noqa: E402
+from .softmax import log_softmax_backward, log_softmax_forward, softmax_backward, softmax_forward  # noqa: E402
+
+KERNELS: dict[str, Callable[..., Any]] = {f.__name__: f for f in (
+    softmax_forward, softmax_backward, log_softmax_forward, log_softmax_backward,
+    gelu_forward, gelu_backward, bias_gelu_forward, bias_gelu_backward,
+    layernorm_forward, layernorm_backward,
+    cross_entropy_forward, cross_entropy_backward,
+    attention_forward, attention_backward, decode_attention_forward,
+    adam_update,
+    qlinear_forward,
+    ctc_forward,
+)}

@@ -80,5 +80,3 @@ def attention_backward(dout: Any, q: Any, k: Any, v: Any, out: Any, lse: Any, ma
         dst[...] = src
     return grads
 
-
-decode_attention_forward = ref.decode_attention_forward  # one query per step: CuPy's batched matmuls

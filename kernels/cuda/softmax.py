@@ -46,6 +46,3 @@ def softmax_backward(dy: Any, y: Any) -> Any:
         kernel("softmax", "softmax_backward")((N,), (row_threads(C),), (d2, y2, dx, np.int32(N), np.int32(C)))
     return dx.reshape(y.shape)
 
-
-log_softmax_forward = ref.log_softmax_forward    # CuPy's elementwise ops through the reference
-log_softmax_backward = ref.log_softmax_backward
