@@ -68,6 +68,17 @@ def _merge(a: tuple[Any, Any], b: tuple[Any, Any]) -> tuple[Any, Any]:
     return blocked, bias
 
 
+def _attention_composed(query: Tensor, key: Tensor, value: Tensor, blocked: Any, bias: Any, scale: float,
+                        dropout_p: float) -> Tensor:
+    """The same attention written with differentiable ops: the reference for the fused kernel, and the
+    path taken when dropout is applied to the weights."""
+    scores = (query @ key.transpose(-2, -1)) * scale                  # (..., L, S)
+    weights = _masked_softmax(scores, blocked, bias)
+    if dropout_p > 0.0:
+        weights = dropout(weights, dropout_p)
+    return weights @ value                                            # (..., L, Ev)
+
+
 def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Any = None,
                                  dropout_p: float = 0.0, is_causal: bool = False,
                                  scale: float | None = None) -> Tensor:
@@ -103,7 +114,6 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
     return _attention_composed(query, key, value, *parts, scale, dropout_p)
 
 
-
 def qkv_attention(qkv: Tensor, n_head: int, attn_mask: Any = None, is_causal: bool = False,
                   scale: float | None = None) -> Tensor:
     """Multi-head self-attention of a packed projection as one fused node (no dropout on the weights).
@@ -122,16 +132,6 @@ def qkv_attention(qkv: Tensor, n_head: int, attn_mask: Any = None, is_causal: bo
     mask = additive_mask(*parts, (B, n_head), T, T, qkv.dtype)
     scale = 1.0 / math.sqrt(hs) if scale is None else scale
     return QKVAttention.apply(qkv, n_head=n_head, mask=mask, scale=scale, causal=is_causal)
-
-def _attention_composed(query: Tensor, key: Tensor, value: Tensor, blocked: Any, bias: Any, scale: float,
-                        dropout_p: float) -> Tensor:
-    """The same attention written with differentiable ops: the reference for the fused kernel, and the
-    path taken when dropout is applied to the weights."""
-    scores = (query @ key.transpose(-2, -1)) * scale                  # (..., L, S)
-    weights = _masked_softmax(scores, blocked, bias)
-    if dropout_p > 0.0:
-        weights = dropout(weights, dropout_p)
-    return weights @ value                                            # (..., L, Ev)
 
 
 def _check_mask_shape(mask: Any, shapes: list[tuple[int, ...]], name: str) -> None:

@@ -17,28 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import backend
-from ..autograd import Function
+from ..ops.quantized import QLinear, dequantize, qlinear_fn, quantize
 from ..tensor import Tensor
 from .layers import Embedding, Linear
 from .module import Module, Parameter
-
-
-class QLinear(Function):
-    """x (..., K) -> x @ W^T + bias (..., M) with W stored quantized; dx = dy @ W, dbias = sum(dy)."""
-
-    saves_inputs = (1, 2)
-    kernels = ("qlinear_forward", "qlinear_backward")
-
-    def forward(self, x, qweight, scale, bias=None):
-        self.qweight, self.scale, self.has_bias = qweight, scale, bias is not None
-        return backend.kernel("qlinear_forward")(x, qweight, scale, bias)
-
-    def backward(self, dout):
-        dx = backend.kernel("qlinear_backward")(dout, self.qweight, self.scale)
-        if not self.has_bias:
-            return dx, None, None
-        return dx, None, None, dout.reshape(-1, dout.shape[-1]).sum(axis=0)
 
 
 def _storage(out_features: int, in_features: int, bits: int, group: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +49,7 @@ class _Quantized(Module):
 
     def dequantize(self) -> np.ndarray:
         """The matrix the integers stand for, (rows, cols) float32."""
-        return backend.kernel("dequantize_forward")(self.qweight.numpy(), self.scale.numpy())
+        return dequantize(self.qweight.numpy(), self.scale.numpy())
 
     def _format(self, per: str) -> str:
         return f"int8 per {per}" if self.bits == 8 else f"4-bit, groups of {self.group}"
@@ -91,7 +73,7 @@ class QuantLinear(_Quantized):
         """Quantize a Linear's weight (its bias is copied as it is)."""
         q = cls(linear.in_features, linear.out_features, bits, group, linear.bias is not None,
                 linear.weight.dtype)
-        qweight, scale = backend.kernel("quantize_forward")(linear.weight.numpy(), bits, q.group)
+        qweight, scale = quantize(linear.weight.numpy(), bits, q.group)
         q.qweight, q.scale = Tensor(qweight), Tensor(scale)
         if linear.bias is not None:
             q.bias = Parameter(linear.bias.numpy().copy())
@@ -110,10 +92,8 @@ class QuantLinear(_Quantized):
 
     def array_fn(self) -> Any:
         """array_forward with the weights fetched now (float16 scales widened once): a function of x."""
-        kernel = backend.kernel("qlinear_forward")
-        q, s = self.qweight.numpy(), self.scale.numpy().astype(np.float32)
         b = self.bias.numpy() if self.bias is not None else None
-        return lambda x: kernel(x, q, s, b)
+        return qlinear_fn(self.qweight.numpy(), self.scale.numpy().astype(np.float32), b)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, {self._format('channel')}"
@@ -133,7 +113,7 @@ class QuantEmbedding(_Quantized):
         if idx.size and (idx.min() < 0 or idx.max() >= self.num_embeddings):
             raise IndexError(f"token id out of range [0, {self.num_embeddings}): got {idx.min()}..{idx.max()}")
         flat = idx.reshape(-1)
-        rows = backend.kernel("dequantize_forward")(self.qweight.numpy()[flat], self.scale.numpy()[flat])
+        rows = dequantize(self.qweight.numpy()[flat], self.scale.numpy()[flat])
         return rows.reshape(*idx.shape, self.embedding_dim)
 
     def forward(self, input: Any) -> Tensor:
