@@ -129,6 +129,7 @@ from .tensor import Tensor  # noqa: E402
 from .xp import device  # noqa: E402
 
 globals().update(_ALIASES)  # mt.float (float32), mt.int (int32), mt.bool, as torch spells them
+from . import viz  # noqa: E402  (mt.viz.graph: a picture of the autograd graph)
 
 # a ported PyTorch script that reaches for something missing gets an error naming the torch feature
 from .porting import install_finder as _install_finder  # noqa: E402
