@@ -339,6 +339,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
         server.server_close()
 
 
+def cmd_explore(args: argparse.Namespace) -> None:
+    from .explore.server import serve
+
+    check_ranges(args, {"port": (0, 65535, True)})
+    serve(args.out, args.host, args.port)
+
+
 def cmd_quantize(args: argparse.Namespace) -> None:
     from .compress import checkpoint_bytes, quantize_checkpoint
 
@@ -537,6 +544,10 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, str], set[str]]:
     x.add_argument("--hf", default=None, metavar="DIR",
                    help="a Hugging Face GPT-2 directory to write (language model): config.json, model.safetensors, "
                    "tokenizer.json; transformers' from_pretrained loads it (docs/interop.md)")
+    o = sub.add_parser("explore", help="a web page that shows what a trained model does inside")
+    o.add_argument("--out", default="out", help="checkpoint directory: a language model or a translation model")
+    o.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    o.add_argument("--port", type=int, default=8000, help="port to listen on")
     _run_parser(sub)
     _port_parser(sub)
     for p in sub.choices.values():  # every command's --help shows the defaults
@@ -579,7 +590,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {"train": cmd_train, "sample": cmd_sample, "embed": cmd_embed, "search": cmd_search,
                     "serve": cmd_serve, "quantize": cmd_quantize, "prune": cmd_prune, "eval": cmd_eval,
-                    "export": cmd_export, "run": cmd_run, "port": cmd_port}
+                    "export": cmd_export, "run": cmd_run, "port": cmd_port,
+                    "explore": cmd_explore}
         if args.command in commands:
             status = commands[args.command](args)
         else:  # translate, classify, vit, asr
