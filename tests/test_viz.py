@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -277,3 +278,16 @@ def test_a_freed_graph_and_a_leaf():
     assert [(n.kind, n.name, n.root) for n in g.nodes] == [("leaf", "w", True)]
     with pytest.raises(TypeError, match="Tensor"):
         mt.viz.graph(np.ones(3))
+
+
+def test_the_example_in_docs_autograd_md_gives_the_numbers_it_quotes():
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "autograd.md").read_text(encoding="utf-8")
+    section = doc[doc.index("## Drawing the graph"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1).replace('g.render("graph.svg")', "")
+    scope: dict[str, object] = {}
+    exec(compile(code, "docs/autograd.md", "exec"), scope)
+    g = scope["g"]
+    assert [(n.name, n.saved_bytes) for n in g.nodes if n.kind == "op"] == [
+        ("Linear", 704), ("GELU", 512), ("Mul", 512), ("Mean", 0)]
+    assert "held for backward: 1.4 KiB (1,472 B)" in g.source
+    assert "(1,472 B)" in section and "128 + 512 + 64 = 704 B" in section
