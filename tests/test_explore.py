@@ -15,6 +15,7 @@ import json
 import math
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -34,7 +35,7 @@ from minitransformer.train import TrainConfig, load_model, train
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = "    def __init__(self, name):\n        self.name = "   # 50 characters, every one in both models' text
-SOURCE = "1 204 017"
+SOURCE = "123 456"
 TEXT = "class Point:\n    def __init__(self, name, x):\n        self.name = name\n        self.x = x\n\n" * 60
 
 
@@ -345,6 +346,10 @@ def test_the_server_serves_the_page_and_the_api(lm_url: str) -> None:
     status, _, body = fetch(lm_url, "POST", "/api/analyze", None, {"Content-Length": str(api.MAX_BODY + 1)})
     assert status == 413 and "over the limit" in json.loads(body)["error"]
     assert fetch(lm_url, "GET", "/nothing")[0] == 404 and fetch(lm_url, "PUT", "/")[0] == 405
+    with socket.create_connection(("127.0.0.1", int(lm_url.rsplit(":", 1)[1])), timeout=30) as sock:
+        sock.sendall(b"POST /api/analyze HTTP/1.1\r\nHost: x\r\n\r\n")   # no Content-Length
+        head = sock.recv(4096).split(b"\r\n", 1)[0]
+    assert head == b"HTTP/1.1 411 Length Required"
 
 
 def test_the_wheel_carries_every_file_of_the_page() -> None:
@@ -443,7 +448,7 @@ def test_the_page_shows_a_language_model(browser: Any, lm: Any, lm_url: str, sho
     page.locator("#temperature").fill("0.5")
     want = sampling_reference(logits, 0.5, 3)[top]  # the page redraws on each input event, before fill returns
     assert page.locator("#dist .p-sampling").all_inner_texts() == [f"{p:.4f}" for p in want]
-    page.screenshot(path=str(shots / "explore-next.png"))
+    page.screenshot(path=str(shots / "explore-next.png"), full_page=True)
 
     # attention: the grid, one head enlarged, one cell against NumPy, the hovered query's row
     page.click("#tabs button[data-view=attention]")
@@ -456,7 +461,7 @@ def test_the_page_shows_a_language_model(browser: Any, lm: Any, lm_url: str, sho
     page.hover("#query-tokens .tok[data-pos='20']")
     weights = page.locator("#key-tokens .tok").evaluate_all("ts => ts.map(t => t.dataset.weight)")
     np.testing.assert_allclose([float(w) for w in weights], ref[20], atol=2e-6)
-    page.screenshot(path=str(shots / "explore-attention.png"))
+    page.screenshot(path=str(shots / "explore-attention.png"), full_page=True)
     page.locator("#head-detail").screenshot(path=str(shots / "explore-head.png"))
 
     # the logit lens: its last layer is the model's prediction at every position
@@ -492,12 +497,17 @@ def test_the_page_shows_a_translation_model(browser: Any, tr: Any, tr_url: str, 
     page.locator("#source-tokens .tok").nth(len(SOURCE) - 1).wait_for()
     assert page.locator("#source-tokens .tok").all_inner_texts() == [shown(c) for c in SOURCE]
     page.click("#tabs button[data-view=generate]")
-    for _ in range(2):  # the most likely target token other than <eos>, twice
-        n = page.locator("#tokens .tok").count()
-        page.locator(f"#candidates .cand:not([data-id='{EOS}'])").first.click()
+    for n in range(1, 12):  # greedy decoding by hand: the most likely target token, until <eos>
+        best = page.locator("#candidates .cand").first
+        done = int(best.get_attribute("data-id")) == EOS
+        best.click()
         page.locator("#tokens .tok").nth(n).wait_for()
+        if done:
+            break
     target = [int(i) for i in page.locator("#tokens .tok").evaluate_all("ts => ts.map(t => t.dataset.id)")]
-    assert target[0] == BOS and len(target) == 3
+    assert target[0] == BOS and len(target) == n + 1
+    assert page.locator("#candidates .cand:disabled").count() == (page.locator("#candidates .cand").count() if done
+                                                                    else 0)
     src = src_v.encode(SOURCE)
     with mt.no_grad():
         logits = model(mt.tensor([src]), mt.tensor([target])).numpy()[0, -1].astype(np.float64)
@@ -505,8 +515,8 @@ def test_the_page_shows_a_translation_model(browser: Any, tr: Any, tr_url: str, 
     page.click("#tabs button[data-view=attention]")
     page.click("#attention-grid .thumb[data-layer='1'][data-head='0']")
     cross = ok(explorer, "/api/analyze", {"source": SOURCE, "target_ids": target[1:]})["cross_attention"][1][0]
-    cells = page.locator("#head-map .cell[data-row='2']").evaluate_all("cs => cs.map(c => +c.dataset.value)")
-    assert cells == cross[2] and sum(cells) == pytest.approx(1.0, abs=1e-5)
-    page.hover("#query-tokens .tok[data-pos='2']")
-    page.screenshot(path=str(shots / "explore-translation.png"))
+    cells = page.locator(f"#head-map .cell[data-row='{n}']").evaluate_all("cs => cs.map(c => +c.dataset.value)")
+    assert cells == cross[n] and sum(cells) == pytest.approx(1.0, abs=1e-5)
+    page.hover(f"#query-tokens .tok[data-pos='{n}']")
+    page.screenshot(path=str(shots / "explore-translation.png"), full_page=True)
     assert not problems, problems

@@ -118,12 +118,14 @@ function renderDistribution() {
   const p = samplingProbs(a.logits, samplingOptions());
   const body = $("dist").tBodies[0];
   const rows = a.top.map((t, rank) => {
-    const bar = el("div", {class: "bar"});
-    bar.style.width = `${(100 * p[t.id]).toFixed(1)}%`;
+    const model = el("div", {class: "bar model", title: "p (model)"});
+    const sampling = el("div", {class: "bar", title: "p (sampling)"});
+    model.style.width = `${(100 * t.prob).toFixed(1)}%`;
+    sampling.style.width = `${(100 * p[t.id]).toFixed(1)}%`;
     return el("tr", {"data-id": t.id}, [
       el("td", {text: rank + 1}), el("td", {class: "tok-cell", text: shown(t.text)}), el("td", {text: t.id}),
       el("td", {text: t.logit.toFixed(3)}), el("td", {class: "p-model", text: t.prob.toFixed(4)}),
-      el("td", {class: "p-sampling", text: p[t.id].toFixed(4)}), el("td", {class: "bar-col"}, [bar])]);
+      el("td", {class: "p-sampling", text: p[t.id].toFixed(4)}), el("td", {class: "bar-col"}, [model, sampling])]);
   });
   body.replaceChildren(...rows);
   renderCandidates(p);
