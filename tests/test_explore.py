@@ -28,9 +28,10 @@ import pytest
 import minitransformer as mt
 from minitransformer.explore import api, open_checkpoint
 from minitransformer.explore.server import make_server
-from minitransformer.nn.gpt import sample_next
+from minitransformer.nn.gpt import GPT, GPTConfig, sample_next
 from minitransformer.tasks import translation
 from minitransformer.tasks.common import BOS, EOS
+from minitransformer.tokenizers import ByteBPETokenizer
 from minitransformer.train import TrainConfig, load_model, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -261,6 +262,19 @@ def test_a_full_context_has_no_room_for_a_step_and_sizes_are_checked_first(lm: A
     status, answer = call(explorer, "/api/analyze", raw=b" " * (api.MAX_BODY + 1))
     assert status == 413 and "over the limit" in answer["error"]
     assert call(explorer, "/api/nothing", {})[0] == 404 and call(explorer, "/api/analyze")[0] == 405
+
+
+def test_a_bpe_prompt_shows_each_tokens_bytes() -> None:
+    tokenizer = ByteBPETokenizer.train(TEXT, 280)
+    mt.manual_seed(0)
+    model = GPT(GPTConfig(block_size=16, vocab_size=tokenizer.vocab_size, n_layer=1, n_head=2, n_embd=8)).eval()
+    explorer = api.LanguageModel("bpe", model, tokenizer, {"step": 0, "model_config": {}})
+    a = ok(explorer, "/api/analyze", {"prompt": "self.name = é"})
+    # whole characters as text; the two bytes of é, each a token of its own, as \xNN
+    assert [t["text"] for t in a["tokens"]] == ["self", ".", "name", " =", " ", "\\xc3", "\\xa9"]
+    assert a["text"] == "self.name = é" and len(a["attention"][0][0]) == 7
+    status, answer = call(explorer, "/api/analyze", {"prompt": "x" * (16 * api.BPE_CHARS_PER_TOKEN + 1)})
+    assert status == 400 and "characters, too long" in answer["error"]      # refused before it is encoded
 
 
 # ---- the JSON API of a translation model -------------------------------------------------------------------
