@@ -35,7 +35,7 @@ NEW_TOKENS = 63          # from a one-token prompt: 64 positions, all inside blo
 PEAK_RSS = f"""
 import sys, numpy as np
 import minitransformer as mt
-from minitransformer.train import load_model
+from minitransformer.tasks.language_model import load_model
 mt.backend.warmup()
 if sys.argv[1] != "-":
     model, _, _ = load_model(sys.argv[1])
@@ -59,7 +59,7 @@ def train_float(data: str) -> Path:
 
 def variants(src: Path) -> list[tuple[str, Path]]:
     """(label, checkpoint) for every compressed version, made once."""
-    from minitransformer import compress
+    from minitransformer.deploy import compress
 
     made = [("float32", src)]
     plan = [("int8", "q8", lambda d: compress.quantize_checkpoint(src, d, 8)),
@@ -98,9 +98,9 @@ def main() -> None:
     import numpy as np
 
     import minitransformer as mt
-    from minitransformer import compress
+    from minitransformer.deploy import compress
     from minitransformer.nn.quantized import weight_bytes
-    from minitransformer.train import load_model
+    from minitransformer.tasks.language_model import load_model
 
     mt.backend.warmup()
     src = train_float(args.data)

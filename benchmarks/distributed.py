@@ -25,7 +25,7 @@ def worker(out: str) -> None:
 
     import minitransformer as mt
     from minitransformer import distributed
-    from minitransformer.loop import Job, LoopConfig, fit, prepare_run
+    from minitransformer.training.loop import Job, LoopConfig, fit, prepare_run
 
     cfg = LoopConfig(max_iters=STEPS, eval_interval=10**6, eval_iters=1, batch_size=8, out=out, warmup_iters=1)
     prepare_run(cfg, progress=False)

@@ -31,11 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from minitransformer.train import TrainConfig, train
+from minitransformer.tasks.language_model import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "load-model"
-SERVER = ("import sys\nfrom minitransformer.serve import make_server\n"
+SERVER = ("import sys\nfrom minitransformer.deploy.serve import make_server\n"
           "s = make_server(sys.argv[1], '127.0.0.1', 0, max_queue=256, timeout=float(sys.argv[2]), "
           "max_connections=int(sys.argv[3]))\nprint(s.server_address[1], flush=True)\ns.serve_forever()\n")
 

@@ -1,7 +1,8 @@
 """Where a training step's time goes on this machine, and how close each op comes to the machine's limit.
 
-For each thread count: measures the machine's ceilings (SGEMM GFLOP/s of a 1024^3 float32 product, and the
-bandwidth of a 64 MiB copy), profiles training steps (forward + loss + backward + clip + AdamW, the step of
+For each thread count: measures the machine's ceilings (mt.profiler.machine_peak: SGEMM GFLOP/s of a 1024^3
+float32 product, and the memory bandwidth of a 64 MiB copy or sum, the best of 9 runs each), profiles training
+steps (forward + loss + backward + clip + AdamW, the step of
 benchmarks/train_step.py) of the baby GPT and the 6-layer 384-wide GPT with mt.profiler, and writes
   - benchmarks/results/roofline-cpu.md: per op and per step, calls, self time, share of the step, GFLOP/s,
     GB/s, FLOPs per byte, and the fraction of the roofline reached at that intensity;
@@ -98,7 +99,7 @@ def table(config: str, threads: int, res: dict) -> list[str]:
     lines = [f"### {config} ({c['n_layer']} layers, {c['n_head']} heads, {c['n_embd']} wide, block {c['block_size']}, "
              f"batch {c['batch_size']}), {threads} thread(s)", "",
              f"Step {step:.1f} ms. Machine: {peak['gflops']:.1f} GFLOP/s SGEMM (1024^3 float32), {peak['gbps']:.1f} "
-             f"GB/s copy; ridge point {peak['gflops'] / peak['gbps']:.1f} FLOP/byte.", "",
+             f"GB/s memory; ridge point {peak['gflops'] / peak['gbps']:.1f} FLOP/byte.", "",
              "| op | calls/step | self ms/step | % of step | GFLOP/s | GB/s | FLOP/byte | % of roofline | tier |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     rows = sorted(res["rows"], key=lambda r: -r["self_ms"])
@@ -220,8 +221,10 @@ def main() -> None:
              "figures per step. FLOPs and bytes are counted from the shapes (minitransformer/profiler.py, `op_cost`): "
              "2MNK for products, a per-element count for the rest; bytes = each input read and each output written "
              "once, a lower bound on the traffic. \"% of roofline\" = achieved GFLOP/s over min(SGEMM peak, "
-             "intensity x copy bandwidth) (for an op without FLOPs: GB/s over the copy bandwidth). Regions "
-             "(forward, backward, ...) are not marked here: the step is the benchmarks' plain step.", ""]
+             "intensity x bandwidth) (for an op without FLOPs: GB/s over the bandwidth). The ceilings are the best "
+             "of 9 runs (a ceiling is what the machine can do); an op's time is its total over the profiled steps "
+             "divided by their number. Regions (forward, backward, ...) are not marked here: the step is the "
+             "benchmarks' plain step.", ""]
     for c in args.configs:
         for t in args.threads:
             lines += table(c, t, results[(c, t)])

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 import minitransformer as mt
-from minitransformer.train import TrainConfig, load_model, train
+from minitransformer.tasks.language_model import TrainConfig, load_model, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import write_report  # noqa: E402
@@ -37,7 +37,7 @@ from _report import write_report  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 NEW_TOKENS = 32
 CLIENTS = (1, 4, 16)
-SERVER = ("import sys\nfrom minitransformer.serve import make_server\n"
+SERVER = ("import sys\nfrom minitransformer.deploy.serve import make_server\n"
           "s = make_server(sys.argv[1], '127.0.0.1', 0, max_batch_size=int(sys.argv[2]), max_queue=256)\n"
           "print(s.server_address[1], flush=True)\ns.serve_forever()\n")
 THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}

@@ -119,7 +119,7 @@ def run_torch(path: str, seed: int) -> list[dict]:
 
 def run_ours(path: str, seed: int) -> list[dict]:
     """The recipe through minitransformer's own trainer (the `minitransformer train` code path)."""
-    from minitransformer.train import TrainConfig, train
+    from minitransformer.tasks.language_model import TrainConfig, train
 
     with tempfile.TemporaryDirectory() as out:
         cfg = TrainConfig(data=path, tokenizer="char", seed=seed, out=out, sample_tokens=0, **RECIPE)

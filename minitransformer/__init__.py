@@ -6,8 +6,10 @@ grad-mode switches, seeding and dtypes; `mt.nn` holds modules and `mt.nn.functio
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import os
+import platform
 import sys
 from pathlib import Path
 
@@ -30,9 +32,6 @@ def _keep_freed_memory() -> None:
     """
     if os.environ.get("MINITRANSFORMER_MALLOC", "") == "default" or not sys.platform.startswith("linux"):
         return
-    import ctypes
-    import platform
-
     if platform.libc_ver()[0] != "glibc":
         return
     try:
@@ -69,7 +68,7 @@ def _mount_kernels() -> None:
 _mount_kernels()
 
 # amp, backends, cuda, distributed: PyTorch's namespaces (docs/pytorch.md)
-from . import amp, backend, backends, cuda, distributed, dtypes, nn, ops, optim, profiler, tokenizers, utils  # noqa: E402
+from . import amp, backend, backends, cuda, distributed, dtypes, nn, ops, optim, profiler, utils  # noqa: E402
 from . import methods as _methods  # noqa: E402,F401  (binds ops to Tensor)
 from .amp import autocast, is_autocast_enabled  # noqa: E402
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled  # noqa: E402
@@ -123,13 +122,19 @@ from .dtypes import (
 )
 from .ops import *  # noqa: E402,F403
 from .random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state  # noqa: E402
-from .sentence_encoder import SentenceEncoder  # noqa: E402
 from .serialization import SerializationError, load, save  # noqa: E402
+from .tasks.sentence_encoder import SentenceEncoder  # noqa: E402
 from .tensor import Tensor  # noqa: E402
+from .text import tokenizers  # noqa: E402
 from .xp import device  # noqa: E402
 
 globals().update(_ALIASES)  # mt.float (float32), mt.int (int32), mt.bool, as torch spells them
-from . import viz  # noqa: E402  (mt.viz.graph: a picture of the autograd graph)
+from .explore import graph as viz  # noqa: E402  (mt.viz.graph: a picture of the autograd graph)
+
+# two modules that moved into folders keep their import paths: `import minitransformer.tokenizers` (mt.tokenizers,
+# text/tokenizers.py) and `minitransformer.viz` (mt.viz, explore/graph.py)
+sys.modules[__name__ + ".tokenizers"] = tokenizers
+sys.modules[__name__ + ".viz"] = viz
 
 # a ported PyTorch script that reaches for something missing gets an error naming the torch feature
 from .porting import install_finder as _install_finder  # noqa: E402

@@ -39,12 +39,21 @@ from __future__ import annotations
 import argparse
 import codecs
 import dataclasses
+import importlib
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import CheckpointError
-from .cli_options import (
+import numpy as np
+
+import minitransformer as mt
+
+from . import distributed
+from .io.checkpoint import CheckpointError
+from .tasks.language_model import TrainConfig, export_hf, load_model, train
+from .training.loop import check_ranges
+from .training.options import (
     NANOGPT_NOTE,
     HelpFormatter,
     add_config_options,
@@ -53,8 +62,6 @@ from .cli_options import (
     nanogpt_argv,
     wrap,
 )
-from .loop import check_ranges
-from .train import TrainConfig
 
 INF = float("inf")
 
@@ -73,9 +80,6 @@ def _add_quiet(p: argparse.ArgumentParser, shown: bool = True) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from . import distributed
-    from .train import train
-
     values = config_values(args, TrainConfig)
     cfg = TrainConfig(**values)
     if not cfg.resume:
@@ -132,7 +136,6 @@ def _sample_parser(sub: Any, flags: dict[str, str]) -> None:
 def _stream(model: Any, tokenizer: Any, prompt: str, n: int, temperature: float, top_k: int | None,
             top_p: float | None) -> None:
     """Print the prompt, then each sampled token as soon as it exists."""
-    import minitransformer as mt
 
     ids = tokenizer.encode(prompt) if prompt else [0]
     sys.stdout.write(prompt)
@@ -148,10 +151,6 @@ def _stream(model: Any, tokenizer: Any, prompt: str, n: int, temperature: float,
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
-    import minitransformer as mt
-
-    from .train import load_model
-
     o = SampleOptions(**config_values(args, SampleOptions))
     check_ranges(o, o.RANGES)
     if o.init_from != "resume":
@@ -197,8 +196,6 @@ PREDICT = {"translate": ("predict", "TEXT", "translate each TEXT"),
 
 
 def _task_module(name: str) -> Any:
-    import importlib
-
     modules = {"translate": "translation", "classify": "classification", "vit": "vit", "asr": "speech"}
     return importlib.import_module(f"minitransformer.tasks.{modules[name]}")
 
@@ -279,10 +276,6 @@ def cmd_task(name: str, args: argparse.Namespace) -> None:
 
 
 def cmd_embed(args: argparse.Namespace) -> None:
-    import numpy as np
-
-    import minitransformer as mt
-
     if not args.texts:
         raise ValueError("embed: give the sentences to embed")
     vectors = mt.SentenceEncoder.from_pretrained(args.model).encode(args.texts, batch_size=args.batch_size)
@@ -295,8 +288,6 @@ def cmd_embed(args: argparse.Namespace) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> None:
-    import minitransformer as mt
-
     corpus = Path(args.corpus)
     if not corpus.is_file():
         raise ValueError(f"--corpus {corpus}: no such file")
@@ -315,7 +306,7 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from .serve import make_server
+    from .deploy.serve import make_server  # loaded by its command only: the CLI starts fast
 
     check_ranges(args, {"port": (0, 65535, True), "max_new_tokens_limit": (1, INF, True),
                         "max_body_bytes": (1, INF, True), "max_batch_size": (1, INF, True),
@@ -340,14 +331,17 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_explore(args: argparse.Namespace) -> None:
-    from .explore.server import serve
+    from .explore.server import serve  # loaded by its command only: the CLI starts fast
 
     check_ranges(args, {"port": (0, 65535, True)})
     serve(args.out, args.host, args.port)
 
 
 def cmd_quantize(args: argparse.Namespace) -> None:
-    from .compress import checkpoint_bytes, quantize_checkpoint
+    from .deploy.compress import (  # loaded by its command only: the CLI starts fast
+        checkpoint_bytes,
+        quantize_checkpoint,
+    )
 
     desc = quantize_checkpoint(args.out, args.to, args.bits, args.group, args.embedding, overwrite=args.overwrite)
     what = "int8 per channel" if desc["bits"] == 8 else f"4-bit in groups of {desc['group']}"
@@ -357,7 +351,7 @@ def cmd_quantize(args: argparse.Namespace) -> None:
 
 
 def cmd_prune(args: argparse.Namespace) -> None:
-    from .compress import prune_checkpoint
+    from .deploy.compress import prune_checkpoint  # loaded by its command only: the CLI starts fast
 
     desc = prune_checkpoint(args.out, args.to, args.sparsity, args.heads, args.finetune_iters, args.finetune_lr,
                             progress=not args.quiet, overwrite=args.overwrite)
@@ -367,7 +361,7 @@ def cmd_prune(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from .compress import evaluate
+    from .deploy.compress import evaluate  # loaded by its command only: the CLI starts fast
 
     check_ranges(args, {"batch_size": (1, INF, True)})
     r = evaluate(args.out, args.batch_size, allow_nonfinite=args.allow_nonfinite)
@@ -383,18 +377,17 @@ def cmd_export(args: argparse.Namespace) -> None:
     if (args.onnx is None) == (args.hf is None):
         raise ValueError("export: give one of --onnx FILE (an ONNX graph) or --hf DIR (a Hugging Face GPT-2 directory)")
     if args.hf is not None:
-        from .hf import export_checkpoint as export_hf
 
         print(export_hf(args.out, args.hf))
         return
-    from .onnx_export import export_checkpoint
+    from .deploy.onnx_export import export_checkpoint  # loaded by its command only: the CLI starts fast
 
     kind = export_checkpoint(args.out, args.onnx)
     print(f"wrote the {kind} of {args.out} to {args.onnx} (ONNX opset 17; batch and time axes are dynamic)")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from . import launch
+    from .training import launch  # loaded by its command only: the CLI starts fast
 
     if args.nnodes not in ("1", "1:1"):
         raise ValueError(f"--nnodes {args.nnodes}: run starts its processes on this machine; for several machines "
@@ -406,7 +399,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_port(args: argparse.Namespace) -> None:
-    from .porting import rewrite_imports
+    from .porting import rewrite_imports  # loaded by its command only: the CLI starts fast
 
     files: list[tuple[Path, Path]] = []  # (source, its path relative to the output folder)
     for name in args.paths:
@@ -470,7 +463,6 @@ def _run_parser(sub: Any) -> None:
 def _stop_other_ranks(message: str) -> None:
     """Under MPI, a rank that fails takes the whole job down with a message instead of leaving the other
     ranks waiting in a collective forever (no-op in a single process)."""
-    from . import distributed
 
     if distributed.launched_by_mpi():
         try:
@@ -601,7 +593,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # the reader went away (`... | head`): stop quietly, as other tools do
-        import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

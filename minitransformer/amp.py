@@ -24,7 +24,10 @@ from typing import Any
 import numpy as np
 
 from . import dtypes
+from .cuda import is_available
 from .dtypes import float16, float32
+from .tensor import Tensor
+from .xp import array_module
 
 _READY, _UNSCALED, _STEPPED = "ready", "unscaled", "stepped"
 
@@ -37,7 +40,6 @@ class GradScaler:
         self._device = str(device).split(":")[0]
         self._enabled = bool(enabled)
         if self._enabled and self._device == "cuda":
-            from .cuda import is_available
 
             if not is_available():
                 warnings.warn("torch.cuda.amp.GradScaler is enabled, but CUDA is not available.  Disabling.",
@@ -63,7 +65,6 @@ class GradScaler:
         """`outputs` (a tensor, or a list/tuple of them, nested) multiplied by the current scale."""
         if not self._enabled:
             return outputs
-        from .tensor import Tensor
 
         if isinstance(outputs, Tensor):
             return outputs * self._scale.astype(outputs.dtype) if outputs.dtype.kind == "f" else outputs * 1
@@ -185,8 +186,6 @@ class GradScaler:
 
 
 def _xp(a: Any) -> Any:
-    from .xp import array_module
-
     return array_module(a)
 
 

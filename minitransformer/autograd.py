@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .xp import array_module
+
 if TYPE_CHECKING:
-    from .tensor import Tensor
+    from .tensor import Tensor  # for type hints only
 
 
 class _GradMode(threading.local):
@@ -150,7 +152,7 @@ def _tensor_class() -> type:
     in Function.apply cost a measurable share of a generation step."""
     global _TENSOR
     if _TENSOR is None:
-        from .tensor import Tensor
+        from .tensor import Tensor  # tensor.py imports this module: only once both are loaded
 
         _TENSOR = Tensor
     return _TENSOR
@@ -165,8 +167,6 @@ _PROFILER: Any = None
 def _shares_memory(a: Any, b: Any) -> bool:
     if isinstance(a, np.ndarray):
         return bool(np.may_share_memory(a, b))
-    from .xp import array_module
-
     return bool(array_module(a).may_share_memory(a, b))
 
 
@@ -238,7 +238,7 @@ def backward(root: Tensor, grad: Any, retain_graph: bool = False) -> None:
       - backward raises if a tensor it needs was modified in place after forward;
       - the functions given to `queue_callback` during the pass run once it has finished.
     """
-    from .tensor import Tensor
+    from .tensor import Tensor  # tensor.py imports this module: only once both are loaded
 
     order = _topological_order(root)
     grads: dict[int, Any] = {id(root): grad}

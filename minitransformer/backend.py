@@ -25,6 +25,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from .xp import cupy_module
+
 # the kernel files (the same names in every tier's folder): AUTO_ORDER's keys
 KERNEL_FILES = ("softmax", "gelu", "layernorm", "crossentropy", "attention", "adam", "quant", "ctc")
 _PACKAGES = {"numpy": "minitransformer.kernels.reference", "numba": "minitransformer.kernels.cpu",
@@ -57,7 +61,6 @@ def _cuda_available() -> bool:
     """True when CuPy imports and sees a GPU (checked once)."""
     if "cuda" not in _found:
         try:
-            from .xp import cupy_module
 
             cupy_module()
             _found["cuda"] = True
@@ -189,7 +192,6 @@ def warmup(verbose: bool = False) -> float:
     Compiled code is cached on disk, so only the first process on a machine pays the full time."""
     if "numba" not in available():
         return 0.0
-    import numpy as np
 
     t0 = time.perf_counter()
     k = _load("numba")
@@ -239,7 +241,7 @@ def set_num_threads(n: int) -> None:
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"set_num_threads expects a positive integer, got {n!r}")
     if "numba" in available():
-        import numba
+        import numba  # optional dependency
 
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     try:
@@ -252,7 +254,7 @@ def set_num_threads(n: int) -> None:
 def get_num_threads() -> int:
     """The threads the Numba kernels use (the core count without Numba), as `torch.get_num_threads`."""
     if "numba" in available():
-        import numba
+        import numba  # optional dependency
 
         return int(numba.get_num_threads())
     return os.cpu_count() or 1

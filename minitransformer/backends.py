@@ -15,6 +15,8 @@ import sys
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+
 _PRECISIONS = ("highest", "high", "medium")
 
 
@@ -24,7 +26,6 @@ def _apply_tf32(enabled: bool) -> None:
     if "cupy" not in sys.modules:
         return
     try:
-        import numpy as np
         from cupy._core import _routines_linalg as lin  # noqa: PLC0415 (only when CuPy is already loaded)
 
         kind = lin.COMPUTE_TYPE_TF32 if enabled else lin.COMPUTE_TYPE_DEFAULT

@@ -16,6 +16,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from . import backend as kernel_backend
 from .nn.module import Module
 
 
@@ -55,7 +56,6 @@ def compile(model: Any = None, *, fullgraph: bool = False, dynamic: bool | None 
                                  options=options, disable=disable)
     if disable:
         return model
-    from . import backend as kernel_backend
 
     kernel_backend.warmup()
     if isinstance(model, Module):

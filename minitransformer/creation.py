@@ -12,7 +12,6 @@ import numpy as np
 
 from . import random as _random
 from .dtypes import get_default_dtype
-from .ops.base import shape_arg
 from .tensor import Tensor, to_array
 from .xp import cupy_module, normalize_device, to_device
 
@@ -25,6 +24,13 @@ class Size(tuple):
         for d in self:
             n *= int(d)
         return n
+
+
+def shape_arg(shape: tuple[Any, ...]) -> tuple[int, ...]:
+    """Accept `f(2, 3)` and `f((2, 3))` alike, as PyTorch's size arguments do."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    return tuple(int(s) for s in shape)
 
 
 def _finish(arr: Any, device: Any, requires_grad: bool) -> Tensor:

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from . import ops
+from .dtypes import as_dtype
+from .ops.index import normalize_index
 from .tensor import Tensor
-from .xp import array_module
+from .xp import array_module, normalize_device
 
 
 def _rev(fn: Any) -> Any:
@@ -29,6 +33,46 @@ def _t(self: Tensor) -> Tensor:
     return self if self.ndim < 2 else ops.transpose(self, 0, 1)
 
 
+def _to(self: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+    """`t.to(dtype)`, `t.to(device)`, `t.to(device, dtype)` or `t.to(other_tensor)`.
+
+    `non_blocking` and `memory_format` are accepted for PyTorch's signature: a NumPy copy is synchronous
+    and every tensor is C-ordered here. `copy=True` always returns a new tensor."""
+    dtype = kwargs.pop("dtype", None)
+    device = kwargs.pop("device", None)
+    kwargs.pop("non_blocking", None)
+    kwargs.pop("memory_format", None)
+    copy = bool(kwargs.pop("copy", False))
+    if kwargs:
+        raise TypeError(f"to() got unexpected arguments {sorted(kwargs)}")
+    for a in args:
+        if isinstance(a, Tensor):
+            dtype, device = a.dtype, a.device
+        elif isinstance(a, str) and (a == "cpu" or a.startswith("cuda")):
+            device = a
+        elif isinstance(a, str):
+            try:
+                dtype = np.dtype(a)
+            except TypeError:
+                raise ValueError(f"to(): {a!r} is neither a dtype nor a known device "
+                                 "('cpu' or 'cuda')") from None
+        else:
+            dtype = a
+    out = self
+    if dtype is not None and as_dtype(dtype) != self.data.dtype:
+        out = ops.cast(out, as_dtype(dtype))
+    if device is not None and normalize_device(device) != out.device:
+        out = ops.move(out, normalize_device(device))
+    if copy and out is self:
+        out = ops.clone(self)
+    return out
+
+
+def _setitem(self: Tensor, index: Any, value: Any) -> None:
+    self._begin_inplace("__setitem__")
+    self.data[normalize_index(index, self.shape)] = self._operand(value)
+
+
 def _invert(self: Tensor) -> Tensor:
     if self.dtype.kind != "b":
         raise TypeError(f"~ is defined for bool tensors only, got {self.dtype}")
@@ -36,6 +80,8 @@ def _invert(self: Tensor) -> Tensor:
 
 
 _METHODS: dict[str, Any] = {
+    # conversion and indexed assignment (they call ops, so they are bound here rather than in tensor.py)
+    "to": _to, "__setitem__": _setitem,
     # operators
     "__add__": ops.add, "__radd__": _rev(ops.add),
     "__sub__": ops.sub, "__rsub__": _rev(ops.sub),

@@ -28,6 +28,7 @@ which is None outside a profile block (benchmarks/roofline.py --overhead measure
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -42,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from . import autograd, backend
-from .checkpoint import atomic_write_bytes
+from .io.atomic import atomic_write_bytes
 
 
 class ProfilerActivity(Enum):
@@ -251,7 +252,7 @@ class EventList(list):
             out.append(f"Wall time profiled: {_fmt_us(self.wall_us)} (the \"% step\" column's denominator)")
         if machine:
             out.append(f"Machine peak ({machine['threads']} BLAS thread(s)): {machine['gflops']:.1f} GFLOP/s SGEMM, "
-                       f"{machine['gbps']:.1f} GB/s copy (\"% roof\": achieved over the roofline at the op's "
+                       f"{machine['gbps']:.1f} GB/s memory (\"% roof\": achieved over the roofline at the op's "
                        "intensity)")
         return "\n".join(out)
 
@@ -296,30 +297,35 @@ def blas_threads() -> int:
     return max(nums) if nums else os.cpu_count() or 1
 
 
-def machine_peak(n: int = 1024, repeats: int = 7) -> dict[str, float]:
+def machine_peak(n: int = 1024, repeats: int = 9) -> dict[str, float]:
     """This machine's ceilings at the current BLAS thread count, measured once per count: SGEMM GFLOP/s of an
-    (n x n) @ (n x n) float32 product and the memory bandwidth of copying a 64 MiB float32 array (bytes read
-    plus written per second); each the median of `repeats` runs after a warm-up."""
+    (n x n) @ (n x n) float32 product, and the memory bandwidth as the faster of copying a 64 MiB float32 array
+    (bytes read plus written) and summing it (bytes read), each over one NumPy stream. A ceiling is what the
+    machine can do, so each figure is the best of `repeats` runs after a warm-up (a median would put the
+    machine's own noise into the ceiling, and ops would then appear above their roof)."""
     threads = blas_threads()
     if threads not in _PEAKS:
         rng = np.random.default_rng(0)
         a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
         c = a @ b
-        gemm = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            np.matmul(a, b, out=c)
-            gemm.append(time.perf_counter() - t0)
         src = np.ones(16 << 20, np.float32)             # 64 MiB: far beyond the caches
         dst = np.empty_like(src)
         np.copyto(dst, src)
-        copy = []
+        gemm, copy, read = [], [], []
         for _ in range(repeats):
             t0 = time.perf_counter()
+            np.matmul(a, b, out=c)
+            t1 = time.perf_counter()
             np.copyto(dst, src)
-            copy.append(time.perf_counter() - t0)
-        _PEAKS[threads] = {"gflops": 2.0 * n ** 3 / float(np.median(gemm)) / 1e9,
-                           "gbps": 2.0 * src.nbytes / float(np.median(copy)) / 1e9, "threads": threads}
+            t2 = time.perf_counter()
+            src.sum()
+            t3 = time.perf_counter()
+            gemm.append(t1 - t0)
+            copy.append(t2 - t1)
+            read.append(t3 - t2)
+        _PEAKS[threads] = {"gflops": 2.0 * n ** 3 / min(gemm) / 1e9,
+                           "gbps": max(2.0 * src.nbytes / min(copy), src.nbytes / min(read)) / 1e9,
+                           "threads": threads}
     return _PEAKS[threads]
 
 
@@ -551,7 +557,6 @@ class record_function:
             self._event = self._prof = None
 
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        import functools
 
         @functools.wraps(fn)
         def wrapped(*args: Any, **kwargs: Any) -> Any:

@@ -31,9 +31,9 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from . import torch_format
-from .checkpoint import atomic_write_bytes
 from .dtypes import is_floating
+from .io import torch_format
+from .io.atomic import atomic_write_bytes
 from .nn.module import Parameter
 from .tensor import Tensor
 from .xp import device_of, normalize_device, to_device

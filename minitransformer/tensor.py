@@ -1,8 +1,9 @@
 """The Tensor: an array (NumPy or CuPy), an optional gradient, and the graph node that produced it.
 
-Kept small on purpose: the ops live in `ops/` and are bound to Tensor as methods in `methods.py`; the
-engine lives in `autograd.py`. This file holds construction, conversion, the properties PyTorch users
-expect, `backward`, and the in-place ops (which are not recorded in the graph; see docs/autograd.md).
+Kept small on purpose: the ops live in `ops/` and are bound to Tensor as methods in `methods.py` (so are
+`to` and `__setitem__`, which call ops: this file imports nothing from `ops/`); the engine lives in
+`autograd.py`. This file holds construction, the properties PyTorch users expect, `backward`, and the in-place
+ops (which are not recorded in the graph; see docs/autograd.md).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from . import autograd
-from .dtypes import as_dtype, float16, float32, float64, get_default_dtype, int32, int64, is_floating
+from .dtypes import float16, float32, float64, get_default_dtype, int32, int64, is_floating
+from .random import rand_array, randn_array
 from .xp import array_module, device, device_of, normalize_device, to_device
 
 
@@ -264,46 +266,6 @@ class Tensor:
 
     # ----------------------------------------------------------------------------------------------
     # devices and dtypes
-    def to(self, *args: Any, **kwargs: Any) -> Tensor:
-        """`t.to(dtype)`, `t.to(device)`, `t.to(device, dtype)` or `t.to(other_tensor)`.
-
-        `non_blocking` and `memory_format` are accepted for PyTorch's signature: a NumPy copy is synchronous
-        and every tensor is C-ordered here. `copy=True` always returns a new tensor."""
-        dtype = kwargs.pop("dtype", None)
-        device = kwargs.pop("device", None)
-        kwargs.pop("non_blocking", None)
-        kwargs.pop("memory_format", None)
-        copy = bool(kwargs.pop("copy", False))
-        if kwargs:
-            raise TypeError(f"to() got unexpected arguments {sorted(kwargs)}")
-        for a in args:
-            if isinstance(a, Tensor):
-                dtype, device = a.dtype, a.device
-            elif isinstance(a, str) and (a == "cpu" or a.startswith("cuda")):
-                device = a
-            elif isinstance(a, str):
-                try:
-                    dtype = np.dtype(a)
-                except TypeError:
-                    raise ValueError(f"to(): {a!r} is neither a dtype nor a known device "
-                                     "('cpu' or 'cuda')") from None
-            else:
-                dtype = a
-        out = self
-        if dtype is not None and as_dtype(dtype) != self.data.dtype:
-            from .ops.arith import cast
-
-            out = cast(out, as_dtype(dtype))
-        if device is not None and normalize_device(device) != out.device:
-            from .ops.arith import move
-
-            out = move(out, normalize_device(device))
-        if copy and out is self:
-            from .ops.shape import clone
-
-            out = clone(self)
-        return out
-
     def cpu(self, memory_format: Any = None) -> Tensor:
         return self.to("cpu")
 
@@ -413,26 +375,16 @@ class Tensor:
         return self
 
     def normal_(self, mean: float = 0.0, std: float = 1.0, *, generator: Any = None) -> Tensor:
-        from .random import randn_array
-
         self._begin_inplace("normal_")
         draw = randn_array(self.shape, self.data.dtype, generator)
         self.data[...] = mean + std * to_device(draw, self.device)
         return self
 
     def uniform_(self, a: float = 0.0, b: float = 1.0, *, generator: Any = None) -> Tensor:
-        from .random import rand_array
-
         self._begin_inplace("uniform_")
         draw = rand_array(self.shape, self.data.dtype, generator)
         self.data[...] = a + (b - a) * to_device(draw, self.device)
         return self
-
-    def __setitem__(self, index: Any, value: Any) -> None:
-        self._begin_inplace("__setitem__")
-        from .ops.index import normalize_index
-
-        self.data[normalize_index(index, self.shape)] = self._operand(value)
 
     def __iadd__(self, other: Any) -> Tensor:
         return self.add_(other)

@@ -16,7 +16,7 @@ import numpy as np
 import minitransformer as mt
 from minitransformer import distributed
 from minitransformer.__main__ import _stop_other_ranks
-from minitransformer.loop import Job, LoopConfig, fit, prepare_run
+from minitransformer.training.loop import Job, LoopConfig, fit, prepare_run
 
 out, mode, accum = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 B = 4 if mode != "single" else 8

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import minitransformer as mt
+from minitransformer.io.safetensors import serialize
 from minitransformer.nn.bert import BertConfig, BertModel
-from minitransformer.safetensors import serialize
 
 REFERENCE = Path(__file__).parent / "data" / "minilm_reference.npz"
 TINY = dict(vocab_size=20, hidden_size=8, num_hidden_layers=2, num_attention_heads=2, intermediate_size=16,

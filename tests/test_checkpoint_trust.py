@@ -23,10 +23,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minitransformer import checkpoint, safetensors
-from minitransformer import checkpoint_schema as schema
-from minitransformer.checkpoint import CheckpointError
-from minitransformer.train import TrainConfig, load_model, train
+from minitransformer.io import checkpoint, safetensors
+from minitransformer.io import checkpoint_schema as schema
+from minitransformer.io.checkpoint import CheckpointError
+from minitransformer.tasks.language_model import TrainConfig, load_model, train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A 1-layer GPT trained for 2 steps by the library, and a 4-bit quantized copy of it."""
-    from minitransformer import compress
+    from minitransformer.deploy import compress
 
     d = tmp_path_factory.mktemp("trained")
     (d / "text.txt").write_text("hello there, general kenobi. " * 300, encoding="utf-8")
@@ -352,9 +352,9 @@ def test_a_shape_whose_size_overflows_int64_is_refused(ckpt):
 # ---- leftovers of killed writes --------------------------------------------------------------------------------------
 def test_temporary_files_of_killed_writes_are_removed_by_the_next_save(ckpt):
     script = ("import os, pathlib, signal\n"
-              "from minitransformer import checkpoint\n"
+              "from minitransformer.io import atomic\n"
               "os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)\n"
-              f"checkpoint.atomic_write_bytes(pathlib.Path({str(ckpt / 'checkpoint.json')!r}), b'x' * 1000)\n")
+              f"atomic.atomic_write_bytes(pathlib.Path({str(ckpt / 'checkpoint.json')!r}), b'x' * 1000)\n")
     r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, timeout=120)
     assert r.returncode == -signal.SIGKILL
     left = [p.name for p in ckpt.iterdir() if p.name.endswith(".tmp")]

@@ -11,11 +11,12 @@ import sys
 import numpy as np
 import pytest
 
-from minitransformer import backend, loop
+from minitransformer import backend
 from minitransformer.__main__ import SampleOptions, _parse_args, _task_argv, main
-from minitransformer.cli_options import config_values, python_items, read_config
 from minitransformer.tasks import translation as T
-from minitransformer.train import TrainConfig, lr_at
+from minitransformer.tasks.language_model import TrainConfig, lr_at
+from minitransformer.training import loop
+from minitransformer.training.options import config_values, python_items, read_config
 
 TEXT = "def add(a, b):\n    return a + b\n\nclass Point:\n    x: int = 0\n" * 40
 TINY = ["--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=16", "--batch_size=4", "--eval_iters=1",

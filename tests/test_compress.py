@@ -180,7 +180,7 @@ def test_a_pruned_head_contributes_nothing(gpt):
 
 
 def _trained(tmp_path: Path) -> Path:
-    from minitransformer.train import TrainConfig, train
+    from minitransformer.tasks.language_model import TrainConfig, train
 
     data = tmp_path / "text.txt"
     data.write_text(TEXT, encoding="utf-8")
@@ -191,7 +191,7 @@ def _trained(tmp_path: Path) -> Path:
 
 
 def test_compressed_checkpoints_and_commands(tmp_path):
-    from minitransformer import compress
+    from minitransformer.deploy import compress
 
     src = _trained(tmp_path)
     run = [sys.executable, "-m", "minitransformer"]
@@ -221,8 +221,8 @@ def test_compressed_checkpoints_and_commands(tmp_path):
 
 
 def test_pruned_fine_tune_keeps_its_zeros_and_resumes(tmp_path):
-    from minitransformer import compress
-    from minitransformer.train import TrainConfig, load_model, train
+    from minitransformer.deploy import compress
+    from minitransformer.tasks.language_model import TrainConfig, load_model, train
 
     src = _trained(tmp_path)
     desc = compress.prune_checkpoint(src, tmp_path / "p", sparsity=0.5, heads=1, finetune_iters=4, progress=False)
@@ -249,8 +249,8 @@ def test_serving_a_quantized_checkpoint(tmp_path):
     import json
     import threading
 
-    from minitransformer import compress
-    from minitransformer.serve import make_server
+    from minitransformer.deploy import compress
+    from minitransformer.deploy.serve import make_server
 
     src = _trained(tmp_path)
     compress.quantize_checkpoint(src, tmp_path / "q", 4, 32, embedding=True)
@@ -266,7 +266,7 @@ def test_serving_a_quantized_checkpoint(tmp_path):
     finally:
         srv.shutdown()
         srv.server_close()
-    from minitransformer.train import load_model
+    from minitransformer.tasks.language_model import load_model
 
     float_model = load_model(src)[0]
     assert info["quantization"] == {"bits": 4, "group": 32, "layers": 5, "embedding": True}
@@ -276,7 +276,8 @@ def test_serving_a_quantized_checkpoint(tmp_path):
 
 def test_quantized_weights_file_reads_with_the_safetensors_package(tmp_path):
     st = pytest.importorskip("safetensors.numpy", reason="the safetensors package is optional")
-    from minitransformer import checkpoint, compress
+    from minitransformer.deploy import compress
+    from minitransformer.io import checkpoint
 
     src = _trained(tmp_path)
     compress.quantize_checkpoint(src, tmp_path / "q", 4, 32, embedding=True)

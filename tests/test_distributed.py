@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minitransformer import checkpoint, distributed
+from minitransformer import distributed
+from minitransformer.io import checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 JOB = Path(__file__).with_name("mpi_job.py")

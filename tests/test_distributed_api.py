@@ -23,11 +23,12 @@ import pytest
 
 import minitransformer as mt
 import minitransformer.nn.functional as F
-from minitransformer import autograd, launch
+from minitransformer import autograd
 from minitransformer import distributed as dist
 from minitransformer.__main__ import main as cli
 from minitransformer.nn.parallel import DistributedDataParallel as DDP
 from minitransformer.nn.utils import clip_grad_norm_
+from minitransformer.training import launch
 
 from .test_distributed import mpiexec, run
 from .tolerances import FORWARD_F64

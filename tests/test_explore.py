@@ -31,8 +31,8 @@ from minitransformer.explore.server import make_server
 from minitransformer.nn.gpt import GPT, GPTConfig, sample_next
 from minitransformer.tasks import translation
 from minitransformer.tasks.common import BOS, EOS
-from minitransformer.tokenizers import ByteBPETokenizer
-from minitransformer.train import TrainConfig, load_model, train
+from minitransformer.tasks.language_model import TrainConfig, load_model, train
+from minitransformer.text.tokenizers import ByteBPETokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = "    def __init__(self, name):\n        self.name = "   # 50 characters, every one in both models' text

@@ -1,7 +1,7 @@
 """Hugging Face GPT-2 directories both ways: GPT.from_pretrained against a float64 NumPy forward of a tiny
 committed directory (tests/data/hf_gpt2_tiny, written by `write_tiny_gpt2` below: run
 `python -m tests.test_hf_gpt2` to write it again), sharded files and clear errors; nanoGPT state dicts;
-export (hf.export_gpt2 / export_checkpoint) read back by from_pretrained; our tokenizers as tokenizer.json
+export (hf.export_gpt2 / language_model.export_hf) read back by from_pretrained; our tokenizers as tokenizer.json
 against the `tokenizers` package; and, when transformers and PyTorch are installed, logits and token ids
 against GPT2LMHeadModel and AutoTokenizer on the same directories."""
 
@@ -21,10 +21,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import minitransformer as mt
-from minitransformer import hf
+from minitransformer.io import hf
+from minitransformer.io.safetensors import load_file, serialize
 from minitransformer.nn import GPT, GPTConfig
-from minitransformer.safetensors import load_file, serialize
-from minitransformer.tokenizers import (
+from minitransformer.tasks import language_model
+from minitransformer.text.tokenizers import (
     GPT2_SPLIT,
     ByteBPETokenizer,
     CharTokenizer,
@@ -287,15 +288,15 @@ def test_export_reads_back_with_the_same_logits_and_tokenizer(tmp_path):
 
 
 def test_export_checkpoint(tmp_path):
-    from minitransformer.compress import quantize_checkpoint
-    from minitransformer.train import TrainConfig, load_model, train
+    from minitransformer.deploy.compress import quantize_checkpoint
+    from minitransformer.tasks.language_model import TrainConfig, load_model, train
 
     data = tmp_path / "t.txt"
     data.write_text(CORPUS)
     train(TrainConfig(data=str(data), out=str(tmp_path / "lm"), tokenizer="bpe", vocab_size=300, n_layer=1,
                       n_head=2, n_embd=16, block_size=8, batch_size=4, max_iters=2, eval_interval=2,
                       eval_iters=1, sample_tokens=0), progress=False)
-    line = hf.export_checkpoint(str(tmp_path / "lm"), str(tmp_path / "hf"))
+    line = language_model.export_hf(str(tmp_path / "lm"), str(tmp_path / "hf"))
     assert "\n" not in line and re.search(r"n_layer 1, .*bpe tokenizer of \d+ tokens", line), line
     model, tok, _ = load_model(tmp_path / "lm")
     idx = np.array([tok.encode("def add(a, b):")[:8]])
@@ -307,7 +308,7 @@ def test_export_checkpoint(tmp_path):
                              (tmp_path / "none", tmp_path / "h2", "no checkpoint"),
                              (tmp_path / "hf", tmp_path / "h3", "no checkpoint")):
         with pytest.raises(ValueError, match=match):
-            hf.export_checkpoint(str(ckpt), str(out))
+            language_model.export_hf(str(ckpt), str(out))
     with pytest.raises(ValueError, match="holds a minitransformer checkpoint"):
         hf.export_gpt2(model, tok, tmp_path / "lm")
     # the command line: `minitransformer export --out CKPT --hf DIR`, and one error line for a bad call

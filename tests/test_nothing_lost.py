@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 import minitransformer as mt
-from minitransformer import checkpoint, loop
 from minitransformer.__main__ import main
+from minitransformer.io import checkpoint
 from minitransformer.nn.gpt import GPT, GPTConfig
 from minitransformer.optim import AdamW
-from minitransformer.train import TrainConfig, train
+from minitransformer.tasks.language_model import TrainConfig, train
+from minitransformer.training import loop
 
 TEXT = "def add(a, b):\n    return a + b\n\nclass Point:\n    x: int = 0\n" * 40
 TINY = ["--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=16", "--batch_size=4", "--eval_iters=1",
@@ -187,8 +188,8 @@ def test_small_library_errors(tmp_path):
 
 
 def test_quantize_and_prune_do_not_replace_a_checkpoint_unasked(tmp_path, capsys):
-    from minitransformer.compress import prune_checkpoint, quantize_checkpoint
-    from minitransformer.train import TrainConfig, train
+    from minitransformer.deploy.compress import prune_checkpoint, quantize_checkpoint
+    from minitransformer.tasks.language_model import TrainConfig, train
 
     (tmp_path / "t.txt").write_text("hello there, general kenobi. " * 200)
     for name in ("src", "dst"):
@@ -207,8 +208,8 @@ def test_quantize_and_prune_do_not_replace_a_checkpoint_unasked(tmp_path, capsys
 
 
 def test_nonfinite_weights_need_the_flag_on_the_command_line(tmp_path, capsys):
-    from minitransformer import safetensors
-    from minitransformer.train import TrainConfig, train
+    from minitransformer.io import safetensors
+    from minitransformer.tasks.language_model import TrainConfig, train
 
     (tmp_path / "t.txt").write_text("hello there, general kenobi. " * 200)
     out = tmp_path / "lm"

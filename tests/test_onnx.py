@@ -29,7 +29,7 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.mark.parametrize("bias,approximate", [(True, "none"), (False, "tanh")])
 def test_gpt_export_matches(tmp_path, bias, approximate):
-    from minitransformer.onnx_export import export_gpt
+    from minitransformer.deploy.onnx_export import export_gpt
 
     mt.manual_seed(0)
     model = mt.nn.GPT(mt.nn.GPTConfig(block_size=24, vocab_size=50, n_layer=2, n_head=4, n_embd=32, bias=bias))
@@ -48,7 +48,7 @@ def test_gpt_export_matches(tmp_path, bias, approximate):
 
 @pytest.mark.parametrize("norm_first,activation", [(True, "gelu"), (False, "relu")])
 def test_seq2seq_export_matches_with_padding(tmp_path, norm_first, activation):
-    from minitransformer.onnx_export import export_seq2seq
+    from minitransformer.deploy.onnx_export import export_seq2seq
 
     mt.manual_seed(1)
     model = Seq2SeqTransformer(Seq2SeqConfig(src_vocab=30, tgt_vocab=25, d_model=32, nhead=4, dim_feedforward=64))
@@ -69,7 +69,7 @@ def test_seq2seq_export_matches_with_padding(tmp_path, norm_first, activation):
 
 
 def test_export_command(tmp_path):
-    from minitransformer.train import TrainConfig, train
+    from minitransformer.tasks.language_model import TrainConfig, train
 
     data = tmp_path / "t.txt"
     data.write_text("hello onnx world\n" * 50)
@@ -79,7 +79,7 @@ def test_export_command(tmp_path):
     r = subprocess.run(run + [str(tmp_path / "m.onnx")], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0 and "wrote the GPT" in r.stdout, r.stderr
     onnx.checker.check_model(onnx.load(str(tmp_path / "m.onnx")))
-    from minitransformer.compress import quantize_checkpoint
+    from minitransformer.deploy.compress import quantize_checkpoint
 
     quantize_checkpoint(tmp_path / "lm", tmp_path / "q", 8)
     r = subprocess.run([sys.executable, "-m", "minitransformer", "export", "--out", str(tmp_path / "q"), "--onnx",

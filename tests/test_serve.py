@@ -1,4 +1,4 @@
-"""The generation server (minitransformer/serve.py), started on a free loopback port and spoken to with a
+"""The generation server (minitransformer/deploy/serve.py), started on a free loopback port and spoken to with a
 real HTTP client: answers, streaming, a burst of concurrent requests, and a batch of malformed ones that each
 get a 4xx JSON error while the server keeps serving."""
 
@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from minitransformer.serve import make_server
-from minitransformer.train import TrainConfig, train
+from minitransformer.deploy.serve import make_server
+from minitransformer.tasks.language_model import TrainConfig, train
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
-"""The server under bursts, slow or lying clients and hostile bodies (minitransformer/serve.py): a tiny model on a
-free loopback port with a 1 s socket timeout, spoken to with http.client and raw sockets. Every case has a
+"""The server under bursts, slow or lying clients and hostile bodies (minitransformer/deploy/serve.py): a tiny model
+on a free loopback port with a 1 s socket timeout, spoken to with http.client and raw sockets. Every case has a
 bounded wait, and after each one the server must still answer."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from minitransformer.serve import make_server
-from minitransformer.train import TrainConfig, train
+from minitransformer.deploy.serve import make_server
+from minitransformer.tasks.language_model import TrainConfig, train
 
 MODEL = "tiny"
 TIMEOUT = 1.0       # the server's socket timeout in these tests

@@ -1,4 +1,4 @@
-"""The OpenAI-compatible server (minitransformer/serve.py with serving/): a tiny model trained for 2 steps served
+"""The OpenAI-compatible server (minitransformer/deploy/): a tiny model trained for 2 steps served
 on a free loopback port, spoken to with http.client and raw Server-Sent Events parsing, and with the official
 `openai` client where it is installed. Checked against GPT.generate: greedy text equals generate's, a seeded
 sampled text equals generate's after mt.manual_seed(seed), alone or in a batch of concurrent requests; the
@@ -15,10 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import minitransformer as mt
-from minitransformer.serve import make_server
-from minitransformer.serving.completions import Completion, Prompt, sequences
-from minitransformer.serving.scheduler import QueueFull, Request, Sampling, Scheduler, Sequence
-from minitransformer.train import TrainConfig, load_model, train
+from minitransformer.deploy.completions import Completion, Prompt, sequences
+from minitransformer.deploy.scheduler import QueueFull, Request, Sampling, Scheduler, Sequence
+from minitransformer.deploy.serve import make_server
+from minitransformer.tasks.language_model import TrainConfig, load_model, train
 
 MODEL = "tiny-model"
 BLOCK = 32
@@ -321,7 +321,7 @@ def test_openai_client_streaming_and_errors(client):
 
 def test_serve_command_passes_the_batching_options(monkeypatch, capsys):
     """`minitransformer serve --max-batch-size/--max-queue/--model-name` reach make_server; 0 is refused."""
-    import minitransformer.serve as serve_module
+    import minitransformer.deploy.serve as serve_module
     from minitransformer.__main__ import main
 
     seen = {}

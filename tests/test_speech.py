@@ -77,7 +77,9 @@ def test_ctc_numba_matches_the_reference(case, short):
     a, ca = R["ctc_forward"](lp, tg, il, tl, 0)
     b, cb = backend._load("numba")["ctc_forward"](lp, tg, il, tl, 0)
     np.testing.assert_allclose(b, a, rtol=1e-12)
-    ga, gb = R["ctc_backward"](np.ones(len(il)), ca), backend._load("numba")["ctc_backward"](np.ones(len(il)), cb)
+    # the numba tier lists no ctc_backward: the reference's runs on the cache its ctc_forward leaves
+    numba_backward = backend._load("numba").get("ctc_backward", R["ctc_backward"])
+    ga, gb = R["ctc_backward"](np.ones(len(il)), ca), numba_backward(np.ones(len(il)), cb)
     np.testing.assert_array_equal(np.isnan(ga), np.isnan(gb))
     np.testing.assert_allclose(np.nan_to_num(gb), np.nan_to_num(ga), rtol=1e-10, atol=1e-12)
 

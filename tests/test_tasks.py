@@ -219,7 +219,7 @@ def test_translation_trains_and_the_command_line_translates(tmp_path, capsys):
     assert out.startswith("March 5, 2024\t") and len(out.strip().split("\t")[1]) == 10
     assert main(["translate", "eval", "--out", cfg.out]) == 0
     assert "exact match" in capsys.readouterr().out
-    from minitransformer.checkpoint import CheckpointError
+    from minitransformer.io.checkpoint import CheckpointError
 
     with pytest.raises(CheckpointError, match="a translate checkpoint, not a classifier's"):
         C.load(cfg.out)

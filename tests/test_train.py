@@ -15,9 +15,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import minitransformer as mt
-from minitransformer import checkpoint, safetensors
-from minitransformer.tokenizers import ByteBPETokenizer, CharTokenizer, load_tokenizer, save_tokenizer
-from minitransformer.train import TrainConfig, lr_at, train
+from minitransformer.io import atomic, checkpoint, safetensors
+from minitransformer.tasks.language_model import TrainConfig, lr_at, train
+from minitransformer.text.tokenizers import ByteBPETokenizer, CharTokenizer, load_tokenizer, save_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = "def add(a, b):\n    return a + b\n\nclass Point:\n    x: int = 0  # café ☕\n" * 20
@@ -139,14 +139,14 @@ def test_checkpoint_is_verified_and_atomic(tmp_path):
 
 def test_a_failed_write_leaves_the_previous_file(tmp_path, monkeypatch):
     path = tmp_path / "f.bin"
-    checkpoint.atomic_write_bytes(path, b"old")
+    atomic.atomic_write_bytes(path, b"old")
 
     def boom(*a, **k):
         raise OSError("disk full")
 
     monkeypatch.setattr("os.replace", boom)
     with pytest.raises(OSError):
-        checkpoint.atomic_write_bytes(path, b"new")
+        atomic.atomic_write_bytes(path, b"new")
     assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["f.bin"]
 
 
@@ -214,7 +214,7 @@ def test_command_line_train_resume_sample_and_errors(tmp_path):
 
 
 def test_builtin_corpus_is_python_source_of_about_a_megabyte():
-    from minitransformer.data import stdlib_corpus, stdlib_files
+    from minitransformer.tasks.lm_data import stdlib_corpus, stdlib_files
 
     text = stdlib_corpus()
     assert 900_000 < len(text) < 1_300_000

@@ -15,7 +15,7 @@ import pytest
 
 import minitransformer as mt
 from minitransformer import nn
-from minitransformer import viz as viz_module
+from minitransformer.explore import graph as viz_module
 from minitransformer.nn import functional as F
 from minitransformer.nn.gpt import GPT, GPTConfig
 

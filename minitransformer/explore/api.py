@@ -23,13 +23,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .. import checkpoint
-from ..checkpoint import CheckpointError
+from ..deploy import jsonbody
+from ..io import checkpoint
+from ..io.checkpoint import CheckpointError
 from ..nn.quantized import parameter_count
-from ..serving import jsonbody
 from ..tasks import translation
 from ..tasks.common import EOS, UNK
-from ..train import load_model
+from ..tasks.language_model import load_model
 from . import analysis
 
 MAX_BODY = 1 << 16          # bytes of a request body

@@ -1,6 +1,6 @@
 """The explorer's HTTP server (`minitransformer explore --out DIR`): the page's three files from static/ and the
 JSON API of api.py, on the standard library's threading HTTP server with the connection limits of
-serving/connections.py (as `minitransformer serve`). It listens where it is told, 127.0.0.1 by default.
+deploy/connections.py (as `minitransformer serve`). It listens where it is told, 127.0.0.1 by default.
 
     GET  /, /app.js, /style.css      the page (plain files: no build step; nothing is fetched from elsewhere,
                                      and the Content-Security-Policy header allows this server only)
@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from ..serving.completions import APIError
-from ..serving.connections import GuardedHandler, GuardedServer
+from ..deploy.completions import APIError
+from ..deploy.connections import GuardedHandler, GuardedServer
 from .api import MAX_BODY, Explorer, open_checkpoint
 
 STATIC = Path(__file__).resolve().parent / "static"

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .. import creation
+from ..io.safetensors import deserialize
 from ..tensor import Tensor
 from . import functional as F
 from . import init
@@ -197,7 +198,6 @@ class BertModel(Module):
         """A Hugging Face BERT directory: config.json and model.safetensors (names with or without a `bert.`
         prefix; buffers such as position_ids and heads of other tasks are ignored). Missing weights raise
         an error that names them."""
-        from ..safetensors import deserialize
 
         d = Path(directory)
         for name in ("config.json", "model.safetensors"):

@@ -18,9 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from .. import creation
+from .. import backend, creation
+from .. import random as mt_random
 from ..autograd import is_grad_enabled, no_grad
 from ..ops import cat
+from ..optim import AdamW, weight_decay_groups
 from ..tensor import Tensor
 from ..xp import array_module
 from . import functional as F
@@ -268,7 +270,6 @@ class GPT(Module):
         `first` (B,): where each row's tokens begin when the rows were left-padded to one length (batched
         generation); a row's positions count from there and its padding is never attended to.
         tests/test_gpt.py checks it against forward() on the same caches."""
-        from .. import backend
 
         ln_kernel, gelu_kernel = backend.kernel("layernorm_forward"), backend.kernel("gelu_forward")
         attend = backend.kernel("decode_attention_forward")
@@ -309,7 +310,6 @@ class GPT(Module):
     def configure_optimizers(self, weight_decay: float, learning_rate: float,
                              betas: tuple[float, float] = (0.9, 0.95)) -> Any:
         """AdamW with weight decay on the 2-D weights only (matmuls and embeddings), as nanoGPT."""
-        from ..optim import AdamW, weight_decay_groups
 
         return AdamW(weight_decay_groups(self, weight_decay), lr=learning_rate, betas=betas)
 
@@ -396,7 +396,6 @@ def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int | None = No
     """Sample one token per row from logits (B, V): scaled by 1/temperature, restricted to the top_k most
     likely tokens and/or the smallest set whose probability reaches top_p (nucleus sampling). The uniform
     draws come from `rng` (a NumPy generator: the server gives each sequence its own), else the global one."""
-    from .. import random as mt_random
 
     # on plain float64 arrays: sampling is not differentiated, and Tensor ops cost more than the arithmetic
     x = (logits.numpy() if isinstance(logits, Tensor) else np.asarray(logits)).astype(np.float64) / temperature

@@ -1,6 +1,6 @@
 """Hugging Face's GPT-2 directory layout, mapped to and from the GPT in gpt.py. Plain dicts and arrays only:
 gpt.py's `GPT.from_pretrained` builds the model from what `read_config` and `read_weights` return, and
-minitransformer/hf.py writes a directory from what `config_json` and `hf_state` return.
+minitransformer/io/hf.py writes a directory from what `config_json` and `hf_state` return.
 
     config.json      model_type "gpt2"; n_embd, n_layer, n_head, n_positions (or n_ctx), vocab_size,
                      layer_norm_epsilon, activation_function ("gelu_new" / "gelu_pytorch_tanh" = tanh GELU,
@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..safetensors import decode, header_length, parse_header
+from ..io.safetensors import decode, header_length, parse_header
 
 # activation_function -> F.gelu's `approximate`: gelu_new and gelu_pytorch_tanh are the same tanh formula
 ACTIVATIONS = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "none"}

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .. import creation
+from ..autograd import no_grad
 from ..dtypes import get_default_dtype
 from ..tensor import Tensor
 from . import functional as F
@@ -79,7 +80,6 @@ class Embedding(Module):
     def reset_parameters(self) -> None:
         init.normal_(self.weight)
         if self.padding_idx is not None:
-            from ..autograd import no_grad
 
             with no_grad():
                 self.weight[self.padding_idx] = 0.0

@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from ..dtypes import get_default_dtype
 from ..tensor import Tensor
+from ..xp import normalize_device, to_device
 from . import functional as F
 from . import init
 from .attention import MultiheadAttention
@@ -227,8 +229,6 @@ class Transformer(Module):
     @staticmethod
     def generate_square_subsequent_mask(sz: int, dtype: Any = None, device: Any = None) -> Tensor:
         """(sz, sz) float mask: 0 on and below the diagonal, -inf above (position i may not see j > i)."""
-        from ..dtypes import get_default_dtype
-        from ..xp import normalize_device, to_device
 
         mask = np.triu(np.full((sz, sz), -np.inf), k=1).astype(np.dtype(dtype) if dtype else get_default_dtype())
         return Tensor(to_device(mask, normalize_device(device)))

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..dtypes import get_default_dtype
 from ..tensor import Tensor, to_array
-from ..xp import array_module, device_of
+from ..xp import array_module, device_of, to_device
 
 
 def as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
@@ -20,7 +20,6 @@ def as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
     arr = to_array(x)
     if like is not None:
         if device_of(arr) != like.device:
-            from ..xp import to_device
 
             arr = to_device(arr, like.device)
         if arr.dtype.kind == "f" and like.dtype.kind == "f" and arr.dtype != like.dtype:
@@ -118,13 +117,6 @@ def norm_dims(dim: int | Sequence[int] | None, ndim: int, op: str) -> tuple[int,
     if isinstance(dim, (int, np.integer)):
         return (norm_dim(int(dim), ndim, op),)
     return tuple(sorted({norm_dim(int(d), ndim, op) for d in dim}))
-
-
-def shape_arg(shape: tuple[Any, ...]) -> tuple[int, ...]:
-    """Accept `f(2, 3)` and `f((2, 3))` alike, as PyTorch's size arguments do."""
-    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-        shape = tuple(shape[0])
-    return tuple(int(s) for s in shape)
 
 
 class quiet:

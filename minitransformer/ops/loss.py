@@ -11,10 +11,12 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from .. import backend
+import numpy as np
+
+from .. import backend, creation
 from ..autograd import Function
 from ..tensor import Tensor
-from ..xp import array_module
+from ..xp import array_module, to_device
 from .base import as_tensor
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -156,10 +158,6 @@ class CTC(Function):
     kernels = ("ctc_forward", "ctc_backward")
 
     def forward(self, log_probs, targets, input_lengths, target_lengths, blank, zero_infinity):
-        import numpy as np
-
-        from ..xp import to_device
-
         xp = array_module(log_probs)
         host = [to_device(a, "cpu") for a in (log_probs, targets, input_lengths, target_lengths)]
         nll, self.cache = backend.kernel("ctc_forward")(*host, blank)
@@ -170,10 +168,6 @@ class CTC(Function):
         return xp.asarray(nll)
 
     def backward(self, dout):
-        import numpy as np
-
-        from ..xp import to_device
-
         grad = self.bwd(to_device(dout, "cpu"), self.cache)
         if self.impossible is not None:
             grad = np.where(self.impossible[None, :, None], 0, grad).astype(grad.dtype)
@@ -187,10 +181,7 @@ def ctc_loss(log_probs: Tensor, targets: Any, input_lengths: Any, target_lengths
     input_lengths and target_lengths (B,). reduction "mean" divides each sample's loss by its target
     length, then averages over the batch (PyTorch's definition); "sum"; "none" gives (B,). An alignment that
     cannot exist (input too short) gives inf, or 0 with zero_infinity (its gradient then 0 too)."""
-    import numpy as np
 
-    from .. import creation
-    from ..xp import to_device
 
     _check_reduction(reduction, "ctc_loss")
     lp = as_tensor(log_probs)

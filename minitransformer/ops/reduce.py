@@ -14,7 +14,9 @@ from typing import Any, NamedTuple
 from ..autograd import Function
 from ..tensor import Tensor
 from ..xp import array_module
+from .arith import maximum, minimum
 from .base import norm_dim, norm_dims, quiet
+from .index import gather
 
 Dims = int | Sequence[int] | None
 
@@ -192,7 +194,6 @@ class ValuesIndices(NamedTuple):
 def _extreme(input: Tensor, dim: Any, keepdim: bool, largest: bool) -> Any:
     name = "max" if largest else "min"
     if isinstance(dim, Tensor):  # max(other): elementwise
-        from .arith import maximum, minimum
 
         return (maximum if largest else minimum)(input, dim)
     if dim is None:
@@ -201,7 +202,6 @@ def _extreme(input: Tensor, dim: Any, keepdim: bool, largest: bool) -> Any:
         return Extreme.apply(input, axes=None, keepdim=False, largest=largest)
     d = norm_dim(dim, input.ndim, name)
     idx = _arg_extreme(input, d, True, largest)                       # keepdim: gather's index layout
-    from .index import gather
 
     values = gather(input, d, idx)
     if keepdim:
@@ -262,6 +262,5 @@ def topk(input: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: boo
     xp = array_module(input.data)
     order = xp.argsort(-input.data if largest else input.data, axis=d, kind="stable")
     idx = xp.take(order, xp.arange(k), axis=d)
-    from .index import gather
 
     return ValuesIndices(gather(input, d, Tensor(idx)), Tensor(idx))

@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 
 from ..autograd import Function
+from ..creation import shape_arg
 from ..tensor import Tensor
 from ..xp import array_module
-from .base import norm_dim, shape_arg
+from .base import norm_dim, unbroadcast
 
 
 class Reshape(Function):
@@ -83,8 +84,6 @@ class Expand(Function):
         return array_module(x).broadcast_to(x, shape)
 
     def backward(self, dout):
-        from .base import unbroadcast
-
         return (unbroadcast(dout, self.in_shape),)
 
 

@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import checkpoint, creation
+from .. import creation
 from ..autograd import no_grad
-from ..loop import Job, LoopConfig, fit, model_config, prepare_run, resume_config, saved_config
+from ..io import checkpoint
 from ..nn import functional as F
 from ..nn import init
 from ..nn.layers import Embedding, LayerNorm, LearnedPositionalEmbedding, Linear
@@ -33,6 +33,7 @@ from ..nn.module import Module, Parameter
 from ..nn.transformer import TransformerEncoder, TransformerEncoderLayer
 from ..ops import cat
 from ..tensor import Tensor
+from ..training.loop import Job, LoopConfig, fit, model_config, prepare_run, resume_config, saved_config
 from . import generators as G
 from .common import PAD, Vocab, confusion_matrix, format_confusion, macro_f1, pad_batch, read_tsv
 

@@ -35,14 +35,16 @@ from typing import Any
 
 import numpy as np
 
-from .. import checkpoint, creation
+from .. import creation
 from ..autograd import no_grad
-from ..loop import Job, LoopConfig, fit, model_config, prepare_run, resume_config
+from ..io import checkpoint
+from ..io.atomic import atomic_write_bytes
 from ..nn import functional as F
 from ..nn.layers import LayerNorm, Linear, sinusoidal_table
 from ..nn.module import Module
 from ..nn.transformer import TransformerEncoder, TransformerEncoderLayer
 from ..tensor import Tensor
+from ..training.loop import Job, LoopConfig, fit, model_config, prepare_run, resume_config
 
 BLANK = 0
 ALPHABET = "0123456789"          # class c + 1 is ALPHABET[c]; class 0 is the blank
@@ -278,7 +280,7 @@ def load_corpus(data_dir: str | Path, n_train: int, n_test: int, test_voices: in
             "seconds": round(time.perf_counter() - t0, 1),
             "frames": {"train": int(sum(len(f) for f in train["feats"])),
                        "test": int(sum(len(f) for f in test["feats"]))}}
-    checkpoint.atomic_write_bytes(manifest, json.dumps(info, indent=1).encode())
+    atomic_write_bytes(manifest, json.dumps(info, indent=1).encode())
     return {"train": train, "test": test, **info}
 
 

@@ -24,15 +24,16 @@ from typing import Any
 
 import numpy as np
 
-from .. import checkpoint, creation
+from .. import creation
 from ..autograd import no_grad
-from ..loop import Job, LoopConfig, fit, model_config, prepare_run, resume_config, saved_config
+from ..io import checkpoint
 from ..nn import functional as F
 from ..nn import init
 from ..nn.layers import Embedding, Linear, SinusoidalPositionalEncoding
 from ..nn.module import Module
 from ..nn.transformer import Transformer
 from ..tensor import Tensor
+from ..training.loop import Job, LoopConfig, fit, model_config, prepare_run, resume_config, saved_config
 from . import generators as G
 from .common import BOS, EOS, PAD, Vocab, chrf, exact_match, pad_batch, read_tsv
 from .decoding import beam_search, greedy

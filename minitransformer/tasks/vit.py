@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import checkpoint, creation
+from .. import creation
 from ..autograd import no_grad
-from ..loop import Job, LoopConfig, fit, model_config, prepare_run, resume_config
+from ..io import checkpoint
 from ..nn import functional as F
 from ..nn import init
 from ..nn.layers import LayerNorm, Linear
@@ -38,6 +38,7 @@ from ..nn.module import Module, Parameter
 from ..nn.transformer import TransformerEncoder, TransformerEncoderLayer
 from ..ops import cat
 from ..tensor import Tensor
+from ..training.loop import Job, LoopConfig, fit, model_config, prepare_run, resume_config
 from .common import confusion_matrix, format_confusion, macro_f1
 
 DATASETS = ("digits", "fashion-mnist")
@@ -86,7 +87,7 @@ def load_dataset(name: str, seed: int = 0) -> dict[str, Any]:
     """-> {"x_train", "y_train", "x_test", "y_test" (images (N, H, W) float32 in [0, 1]), "labels"}."""
     if name == "digits":
         try:
-            from sklearn.datasets import load_digits
+            from sklearn.datasets import load_digits  # optional dependency
         except ImportError:
             raise ValueError("the digits data set comes with scikit-learn: pip install scikit-learn "
                              "(or pip install 'minitransformer[vit]')") from None
@@ -227,10 +228,10 @@ def evaluate(model: ViT, x: np.ndarray, y: np.ndarray, labels: list[str]) -> dic
 def attention_figure(model: ViT, images: np.ndarray, labels: list[str], truth: np.ndarray, path: Path) -> Path | None:
     """A PNG with, for each image, the image and the class token's attention over its patches (matplotlib)."""
     try:
-        import matplotlib
+        import matplotlib  # optional dependency
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # optional dependency
     except ImportError:
         return None
     att = model.class_attention(images)
@@ -329,7 +330,7 @@ def read_image(path: str | Path, size: int) -> np.ndarray:
         img = np.load(path).astype(np.float32)
     else:
         try:
-            import matplotlib.image as mpimg
+            import matplotlib.image as mpimg  # optional dependency
         except ImportError:
             raise ValueError(f"{path}: reading images other than .npy needs matplotlib") from None
         img = np.asarray(mpimg.imread(path), dtype=np.float32)

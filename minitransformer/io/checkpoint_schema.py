@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from .nn.gpt import GPTConfig
+from ..nn.gpt import GPTConfig
 
 MAX_SIZE = 2**31 - 1
 SPECIAL_TOKENS = 4          # tasks/common.py's <pad>, <bos>, <eos>, <unk>, ahead of a Vocab's tokens

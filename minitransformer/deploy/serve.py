@@ -5,7 +5,7 @@ API with continuous batching, on the standard library's threading HTTP server.
     GET  /v1/models           {"object": "list", "data": [{"id", "object": "model", "created", "owned_by"}]}
     GET  /v1/models/{id}      that model (404 for any other id); the id is the checkpoint folder's name unless
                               model_name says otherwise
-    POST /v1/completions      OpenAI's completions request and response (serving/completions.py lists the
+    POST /v1/completions      OpenAI's completions request and response (completions.py lists the
                               fields); with "stream": true, Server-Sent Events `data: {chunk}` ... `data: [DONE]`
     GET  /v1/model            the model's config, parameter count, vocabulary and quantization
     POST /v1/generate         {"prompt": "...", "max_new_tokens": 100, "temperature": 0.8, "top_k": null,
@@ -13,7 +13,7 @@ API with continuous batching, on the standard library's threading HTTP server.
                               with "stream": true the text comes as it is sampled (chunked transfer encoding)
 
 Request threads read and validate; their sequences go to one scheduler thread that owns the model and decodes
-every running sequence as one batch, newcomers joining at the next step (serving/scheduler.py says how); each
+every running sequence as one batch, newcomers joining at the next step (scheduler.py says how); each
 request reads its own results from a queue. Errors on the OpenAI paths are {"error": {"message", "type",
 "param", "code"}}: 400 a bad field, 404 an unknown model or path, 405 a wrong method, 411/413 a missing or too
 large body, 503 a full queue (retry later); /v1/generate answers its own 4xx as {"error": "..."}. A failure
@@ -31,8 +31,8 @@ Slow and idle clients: every connection's socket has a timeout (`timeout`, 30 s)
 arrive within it: a client that sends nothing, drips its headers (even a byte at a time) or sends a short body
 is disconnected, as is an idle keep-alive connection. At most max_connections connections are open at once; the
 thread that accepts them answers the next one at once with 503 (an OpenAI-shaped error, Retry-After: 1) and
-closes it, without starting a thread for it (serving/connections.py). Request bodies are parsed strictly
-(serving/jsonbody.py: no NaN or Infinity, bounded nesting and number lengths). A query string is ignored:
+closes it, without starting a thread for it (connections.py). Request bodies are parsed strictly
+(jsonbody.py: no NaN or Infinity, bounded nesting and number lengths). A query string is ignored:
 /health?x=1 is /health.
 """
 
@@ -47,12 +47,12 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from .nn.quantized import parameter_count
-from .serving import completions, jsonbody
-from .serving.completions import APIError
-from .serving.connections import GuardedHandler, GuardedServer
-from .serving.scheduler import Event, QueueFull, Request, Sampling, Scheduler, Sequence
-from .train import load_model
+from ..nn.quantized import parameter_count
+from ..tasks.language_model import load_model
+from . import completions, jsonbody
+from .completions import APIError
+from .connections import GuardedHandler, GuardedServer
+from .scheduler import Event, QueueFull, Request, Sampling, Scheduler, Sequence
 
 FIELDS = {"prompt": str, "max_new_tokens": int, "temperature": (int, float), "top_k": (int, type(None)),
           "top_p": (int, float, type(None)), "seed": (int, type(None)), "stream": bool}
@@ -353,7 +353,7 @@ def make_handler(service: Service, socket_timeout: float = 30.0) -> type[Guarded
 
 
 class Server(GuardedServer):
-    """The HTTP server with its Service (serving/connections.py bounds its connections); server_close also stops
+    """The HTTP server with its Service (connections.py bounds its connections); server_close also stops
     the scheduler thread."""
 
     def __init__(self, address: tuple[str, int], service: Service, timeout: float = 30.0,

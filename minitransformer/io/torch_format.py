@@ -33,10 +33,10 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .dtypes import bfloat16_dtype, is_floating
-from .nn.module import Parameter
-from .tensor import Tensor
-from .xp import device_of, to_device
+from ..dtypes import bfloat16_dtype, is_floating
+from ..nn.module import Parameter
+from ..tensor import Tensor
+from ..xp import device_of, to_device
 
 DTYPES = frozenset({"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16",
                     "float32", "float64", "complex64", "complex128", "bfloat16"})

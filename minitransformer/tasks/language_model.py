@@ -13,10 +13,16 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoint, creation, distributed
-from .loop import Job, LoopConfig, fit, lr_at, model_config, prepare_run, resume_config
-from .nn.gpt import GPT, GPTConfig
-from .tokenizers import tokenizer_from_dict
+from .. import creation, distributed
+from ..io import checkpoint
+from ..io.hf import export_gpt2
+from ..nn.gpt import GPT, GPTConfig
+from ..nn.prune import apply_masks_
+from ..nn.quantized import apply_format
+from ..text.tokenizers import tokenizer_from_dict
+from ..training.loop import Job, LoopConfig, fit, lr_at, model_config, prepare_run, resume_config
+from ..training.options import NANOGPT, Alias
+from .lm_data import prepare
 
 __all__ = ["TrainConfig", "load_model", "lr_at", "train"]
 
@@ -51,6 +57,14 @@ class TrainConfig(LoopConfig):
             raise ValueError(f"--vocab-size must be at least 256 for byte-level BPE, got {self.vocab_size}")
 
 
+
+def _dataset(value: str) -> str:
+    return str(Path("data") / value / "input.txt")
+
+
+NANOGPT["dataset"] = Alias("data", _dataset, str, TrainConfig,
+                           help="train on data/DATASET/input.txt, the text nanoGPT's prepare.py downloads")
+
 def train(cfg: TrainConfig, overrides: dict[str, Any] | None = None, progress: bool = True,
           start: Callable[[GPT], tuple[dict[str, Any], Callable[[], None] | None]] | None = None,
           tokenizer: Any = None) -> dict[str, Any]:
@@ -62,7 +76,6 @@ def train(cfg: TrainConfig, overrides: dict[str, Any] | None = None, progress: b
     there) and returns (entries for the checkpoint manifest, a function to run after each step or None);
     `tokenizer` replaces the one built from the data.
     """
-    from .data import prepare
 
     resumed = None
     if cfg.resume:
@@ -81,7 +94,6 @@ def train(cfg: TrainConfig, overrides: dict[str, Any] | None = None, progress: b
         model.load_state_dict(resumed["model"])
     extra, after_step = start(model) if start is not None else ({}, None)
     if resumed and "pruning" in resumed["doc"]:  # a pruned model's fine-tune: its zeros stay zeros
-        from .nn.prune import apply_masks_
 
         params = dict(model.named_parameters())
         masks = {n: params[n].numpy() != 0 for n in resumed["doc"]["pruning"]["params"]}
@@ -111,8 +123,29 @@ def load_model(out: str | Path, allow_nonfinite: bool = False) -> tuple[GPT, Any
     model = GPT(GPTConfig(**doc["model_config"]))
     with checkpoint.building(out, doc):
         if "quantization" in doc:  # integer weights and scales in place of the float Linears
-            from .nn.quantized import apply_format
 
             apply_format(model, doc["quantization"])
         model.load_state_dict(state)
     return model.eval(), tokenizer_from_dict(doc["tokenizer"]), doc
+
+
+def export_hf(ckpt_dir: str, out_dir: str) -> str:
+    """The language model and tokenizer of the checkpoint in `ckpt_dir` written to `out_dir` as a Hugging
+    Face GPT-2 directory (`minitransformer export --hf`); returns a one-line summary. Raises ValueError
+    (CheckpointError) for a missing or corrupt checkpoint, another job's, a quantized one, or out_dir equal
+    to ckpt_dir."""
+    if Path(out_dir).resolve() == Path(ckpt_dir).resolve():
+        raise ValueError(f"--hf must name a new directory, not the checkpoint {ckpt_dir}")
+    task = checkpoint.read_manifest(ckpt_dir).get("task", "lm")
+    if task != "lm":
+        raise ValueError(f"{ckpt_dir}: a {task} checkpoint; Hugging Face export covers language models")
+    model, tokenizer, doc = load_model(ckpt_dir)
+    if "quantization" in doc:
+        raise ValueError(f"{ckpt_dir} is quantized ({doc['quantization']['bits']}-bit); export the float "
+                         "checkpoint it was made from")
+    export_gpt2(model, tokenizer, out_dir)
+    c = model.config
+    n = model.num_parameters(non_embedding=False)
+    return (f"{out_dir}: Hugging Face GPT-2 (n_layer {c.n_layer}, n_head {c.n_head}, n_embd {c.n_embd}, "
+            f"n_positions {c.block_size}, {n / 1e6:.2f}M parameters, {tokenizer.kind} tokenizer of "
+            f"{tokenizer.vocab_size} tokens) from {ckpt_dir} at step {doc.get('step', '?')}")

@@ -20,6 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from ..io.atomic import atomic_write_bytes
 from .wordpiece import WordPiece as WordPiece  # BERT's tokenizer, for pretrained models (re-exported here)
 
 # GPT-2's pre-split pattern, written for Python's `re`, which lacks \p{L} and \p{N}:
@@ -166,8 +167,6 @@ def tokenizer_from_dict(d: dict[str, Any]) -> Tokenizer:
 
 
 def save_tokenizer(tok: Tokenizer, path: str | Path) -> None:
-    from .checkpoint import atomic_write_bytes
-
     atomic_write_bytes(Path(path), json.dumps(tok.to_dict(), ensure_ascii=False).encode("utf-8"))
 
 
@@ -325,7 +324,6 @@ def tokenizer_from_hf_json(doc: dict[str, Any], name: str = "tokenizer.json") ->
 
 def save_hf_tokenizer(tok: Tokenizer, path: str | Path) -> None:
     """Write `tok` as a Hugging Face tokenizer.json."""
-    from .checkpoint import atomic_write_bytes
 
     atomic_write_bytes(Path(path), json.dumps(hf_tokenizer_json(tok), ensure_ascii=False).encode("utf-8"))
 

@@ -21,8 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoint
-from .autograd import no_grad
+from ..autograd import no_grad
+from ..io import checkpoint
+from ..nn import prune
+from ..nn.quantized import quantize_, weight_bytes
+from ..tasks.language_model import TrainConfig, load_model, train
+from ..tasks.lm_data import prepare
+from ..training.loop import saved_config
 
 # manifest entries of a training checkpoint that an inference-only copy does not carry
 _TRAINING_ONLY = ("format", "version", "step", "files", "sha256", "optimizer", "rng")
@@ -42,8 +47,6 @@ def quantize_checkpoint(src: str | Path, dst: str | Path, bits: int = 8, group: 
                         embedding: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Write a quantized copy of the language-model checkpoint `src` to `dst` (refused when `dst` holds a
     checkpoint, unless `overwrite`); returns its "quantization" description."""
-    from .nn.quantized import quantize_
-    from .train import load_model
 
     _same_dir(src, dst)
     if not overwrite:
@@ -66,9 +69,6 @@ def prune_checkpoint(src: str | Path, dst: str | Path, sparsity: float = 0.0, he
     options; lr constant at finetune_lr, default the run's min_lr) with the zeros held. (Nothing pruned
     and a fine-tune: the control that tells what the extra steps alone are worth.) Returns the
     "pruning" description. `dst` must not hold a checkpoint, unless `overwrite`."""
-    from .loop import saved_config
-    from .nn import prune
-    from .train import TrainConfig, load_model, train
 
     _same_dir(src, dst)
     if not overwrite:
@@ -132,10 +132,6 @@ def evaluate(out: str | Path, batch_size: int = 64, allow_nonfinite: bool = Fals
     """{"val_loss", "file_bytes", "weight_bytes", "quantization", "pruning"} of a language-model checkpoint;
     the data is the one its training run used (tokenized again into out/data when not cached there).
     Weights with NaN or infinity are refused unless `allow_nonfinite`."""
-    from .data import prepare
-    from .loop import saved_config
-    from .nn.quantized import weight_bytes
-    from .train import TrainConfig, load_model
 
     model, tokenizer, doc = load_model(out, allow_nonfinite=allow_nonfinite)
     cfg = saved_config(TrainConfig, doc)

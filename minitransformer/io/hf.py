@@ -18,15 +18,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from . import checkpoint
-from .nn.gpt import GPT
-from .nn.hf_gpt2 import config_json, hf_state
-from .nn.layers import GELU, Embedding, LayerNorm, Linear
+from ..nn.gpt import GPT
+from ..nn.hf_gpt2 import config_json, hf_state
+from ..nn.layers import GELU, Embedding, LayerNorm, Linear
+from ..text.tokenizers import Tokenizer, hf_tokenizer_json
+from .atomic import atomic_write_bytes
 from .safetensors import serialize
-from .tokenizers import Tokenizer, hf_tokenizer_json
-from .train import load_model
 
-__all__ = ["export_checkpoint", "export_gpt2"]
+__all__ = ["export_gpt2"]
 
 
 def _numerics(model: GPT) -> tuple[str, float]:
@@ -51,7 +50,7 @@ def _check_float(model: GPT) -> None:
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    checkpoint.atomic_write_bytes(path, (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    atomic_write_bytes(path, (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 def export_gpt2(model: GPT, tokenizer: Tokenizer | None, out_dir: str | Path, bos_token_id: int | None = None,
@@ -78,7 +77,7 @@ def export_gpt2(model: GPT, tokenizer: Tokenizer | None, out_dir: str | Path, bo
     tok_doc = None if tokenizer is None else hf_tokenizer_json(tokenizer)  # refuses before anything is written
     state = hf_state({k: v.numpy() for k, v in model.state_dict().items()}, c)
     out.mkdir(parents=True, exist_ok=True)
-    checkpoint.atomic_write_bytes(out / "model.safetensors", serialize(state, {"format": "pt"}))
+    atomic_write_bytes(out / "model.safetensors", serialize(state, {"format": "pt"}))
     _write_json(out / "config.json", config_json(c, approximate, eps, bos_token_id, eos_token_id))
     _write_json(out / "generation_config.json", {"bos_token_id": bos_token_id, "eos_token_id": eos_token_id})
     if tok_doc is not None:
@@ -87,25 +86,3 @@ def export_gpt2(model: GPT, tokenizer: Tokenizer | None, out_dir: str | Path, bo
                                                     "model_max_length": c["block_size"],
                                                     "clean_up_tokenization_spaces": False})
     return out
-
-
-def export_checkpoint(ckpt_dir: str, out_dir: str) -> str:
-    """The language model and tokenizer of the checkpoint in `ckpt_dir` written to `out_dir` as a Hugging
-    Face GPT-2 directory (`minitransformer export --hf`); returns a one-line summary. Raises ValueError
-    (CheckpointError) for a missing or corrupt checkpoint, another job's, a quantized one, or out_dir equal
-    to ckpt_dir."""
-    if Path(out_dir).resolve() == Path(ckpt_dir).resolve():
-        raise ValueError(f"--hf must name a new directory, not the checkpoint {ckpt_dir}")
-    task = checkpoint.read_manifest(ckpt_dir).get("task", "lm")
-    if task != "lm":
-        raise ValueError(f"{ckpt_dir}: a {task} checkpoint; Hugging Face export covers language models")
-    model, tokenizer, doc = load_model(ckpt_dir)
-    if "quantization" in doc:
-        raise ValueError(f"{ckpt_dir} is quantized ({doc['quantization']['bits']}-bit); export the float "
-                         "checkpoint it was made from")
-    export_gpt2(model, tokenizer, out_dir)
-    c = model.config
-    n = model.num_parameters(non_embedding=False)
-    return (f"{out_dir}: Hugging Face GPT-2 (n_layer {c.n_layer}, n_head {c.n_head}, n_embd {c.n_embd}, "
-            f"n_positions {c.block_size}, {n / 1e6:.2f}M parameters, {tokenizer.kind} tokenizer of "
-            f"{tokenizer.vocab_size} tokens) from {ckpt_dir} at step {doc.get('step', '?')}")

@@ -20,6 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from ..io import checkpoint
+from ..tasks.common import PAD
+from ..tasks.language_model import load_model
+from ..tasks.translation import load
+
 OPSET = 17
 
 
@@ -169,7 +174,6 @@ def _mha_weights(mha: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, n
 def export_seq2seq(model: Any, path: str | Path) -> None:
     """Write a translation model (tasks.translation.Seq2SeqTransformer) as ONNX:
     src (batch, src_time), tgt (batch, tgt_time) -> logits (batch, tgt_time, vocab)."""
-    from .tasks.common import PAD
 
     g = _Graph()
     cfg = model.config
@@ -226,16 +230,13 @@ def export_seq2seq(model: Any, path: str | Path) -> None:
 def export_checkpoint(out: str | Path, path: str | Path) -> str:
     """Export the model of the checkpoint in `out` (a language model or a translation model); returns
     which kind it was."""
-    from . import checkpoint
 
     task = checkpoint.read_manifest(out).get("task", "lm")
     if task == "lm":
-        from .train import load_model
 
         export_gpt(load_model(out)[0], path)  # a quantized model is refused there, layer named
         return "GPT"
     if task == "translate":
-        from .tasks.translation import load
 
         export_seq2seq(load(out)[0], path)
         return "encoder-decoder Transformer"

@@ -28,7 +28,6 @@ import json
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from . import checkpoint_schema as schema
+from .atomic import atomic_write_bytes
 from .safetensors import Entry, deserialize, header_length, parse_header, serialize
 
 FORMAT = "minitransformer-checkpoint"
@@ -51,34 +51,6 @@ _TEMP = re.compile(r"\.(checkpoint\.json|tokenizer\.json|(model|optim)-\d{8,}\.s
 
 class CheckpointError(ValueError):
     """A checkpoint directory that is missing, incomplete or corrupt."""
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that a reader sees either the old file or the whole new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # what open() would give; mkstemp's 0600 would hide the file from others
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
 
 
 def _sha256(data: bytes) -> str:

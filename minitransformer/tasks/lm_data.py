@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from .tokenizers import ByteBPETokenizer, CharTokenizer, Tokenizer
+from ..io.atomic import atomic_write_bytes
+from ..text.tokenizers import ByteBPETokenizer, CharTokenizer, Tokenizer
 
 STDLIB_TARGET_BYTES = 1_000_000
 CHUNK_CHARS = 1 << 20
@@ -136,7 +137,6 @@ def prepare(data: str | None, out: Path, tokenizer: Tokenizer | None, kind: str,
                 f.write(ids.tobytes())
                 n += len(ids)
         tmp.replace(bin_path)
-        from .checkpoint import atomic_write_bytes
 
         atomic_write_bytes(meta_path, json.dumps({**meta, "tokens": n}).encode())
     return TokenData(bin_path, dtype), tokenizer, source

@@ -1,4 +1,4 @@
-"""The HTTP connections of the server (minitransformer/serve.py), bounded in number and in time; what is said on
+"""The HTTP connections of the server (minitransformer/deploy/serve.py), bounded in number and in time; what is said on
 them is serve.py's business.
 
 GuardedServer (a ThreadingHTTPServer) keeps at most max_connections open, one thread each: the thread that

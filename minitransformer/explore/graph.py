@@ -41,9 +41,9 @@ from typing import Any
 
 import numpy as np
 
-from . import backend
-from .autograd import Function, _topological_order
-from .tensor import Tensor
+from .. import backend
+from ..autograd import Function, _topological_order
+from ..tensor import Tensor
 
 _NOT_SAVED = frozenset({"inputs", "versions", "out_version"})  # bookkeeping every node has
 _FORMATS = ("svg", "png", "pdf")

@@ -16,9 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import CheckpointError
+from .. import backend, distributed
+from ..io import checkpoint
+from ..io.checkpoint import CheckpointError
 from .loop import LoopConfig
-from .train import TrainConfig
 
 HELP = {
     "data": "UTF-8 text file to train on (default: the Python standard library's sources)",
@@ -85,10 +86,6 @@ def _init_from(value: str) -> bool:
     return value == "resume"
 
 
-def _dataset(value: str) -> str:
-    return str(Path("data") / value / "input.txt")
-
-
 def _compile(value: bool) -> None:
     if value:
         _note("compile: nothing more to compile: the hot ops are Numba kernels, compiled once and cached on disk "
@@ -119,13 +116,12 @@ class Alias:
     help: str = ""
 
 
+# nanoGPT's names for the loop's options; a job adds those for its own options (the language model: dataset)
 NANOGPT: dict[str, Alias] = {
     "learning_rate": Alias("lr"),
     "out_dir": Alias("out"),
     "gradient_accumulation_steps": Alias("grad_accum"),
     "init_from": Alias("resume", _init_from, str, help="resume (as --resume) or scratch (default: scratch)"),
-    "dataset": Alias("data", _dataset, str, TrainConfig,
-                     help="train on data/DATASET/input.txt, the text nanoGPT's prepare.py downloads"),
     "start": Alias("prompt"),
     "compile": Alias(None, _compile, bool, help="accepted: the hot ops are already compiled (Numba)"),
     "dtype": Alias(None, _dtype, str, help="float32; bfloat16 and float16 run in float32, as nanoGPT's on the CPU"),
@@ -289,7 +285,7 @@ def python_items(path: Path) -> list[tuple[str, Any, str]]:
 
 def _toml_items(path: Path, where: str) -> list[tuple[str, Any, str]]:
     try:
-        import tomllib
+        import tomllib  # optional dependency
     except ImportError:  # Python 3.10
         try:
             import tomli as tomllib  # type: ignore[no-redef]
@@ -368,7 +364,6 @@ def config_values(args: argparse.Namespace, cls: type) -> dict[str, Any]:
 def kernels_notice(values: dict[str, Any], cls: type) -> None:
     """One line on stderr when the kernels will run in NumPy because Numba is missing (what the `auto`
     backend falls back to); the library itself says nothing."""
-    from . import backend, checkpoint, distributed
 
     setting = values.get("backend")
     if setting is None and values.get("resume"):

@@ -24,15 +24,17 @@ from typing import Any
 
 import numpy as np
 
-from . import backend, checkpoint, checkpoint_schema, distributed, profiler
-from .autograd import no_grad
-from .checkpoint_schema import MAX_SIZE
-from .nn.module import Module
-from .nn.utils import clip_grad_norm_
-from .optim import AdamW, weight_decay_groups
-from .optim.lr_scheduler import warmup_cosine
-from .random import get_rng_state, manual_seed, seed_global, set_rng_state
-from .tensor import Tensor
+from .. import backend, distributed, profiler
+from ..autograd import no_grad
+from ..io import checkpoint, checkpoint_schema
+from ..io.checkpoint_schema import MAX_SIZE
+from ..nn.module import Module
+from ..nn.utils import clip_grad_norm_
+from ..optim import AdamW, weight_decay_groups
+from ..optim.lr_scheduler import warmup_cosine
+from ..random import get_rng_state, manual_seed, seed_global, set_rng_state
+from ..tensor import Tensor
+from ..xp import cupy_module
 
 BATCH_STREAM, EVAL_STREAM, RANK_STREAM = 0x6261746368, 0x6576616C, 0x72616E6B  # "batch", "eval", "rank"
 PROFILE_WARMUP = 3  # steps run before --profile starts recording: the first ones allocate and fill caches
@@ -100,7 +102,6 @@ class LoopConfig:
         if self.device != "cpu" and not self.device.startswith("cuda"):
             raise ValueError(f"--device must be 'cpu' or 'cuda', got {self.device!r}")
         if self.device.startswith("cuda"):
-            from .xp import cupy_module
 
             try:
                 cupy_module()
@@ -255,7 +256,7 @@ class Progress:
         self.enabled = enabled and sys.stderr.isatty()
         if self.enabled:
             try:
-                from tqdm import tqdm
+                from tqdm import tqdm  # optional dependency
 
                 self.bar = tqdm(total=total, initial=initial, dynamic_ncols=True, leave=False)
             except ImportError:
@@ -533,10 +534,10 @@ def _plot(history: list[dict[str, float]], out: Path) -> None:
     without it, one line on stderr says so."""
     (out / "history.json").write_text(json.dumps(history))
     try:
-        import matplotlib
+        import matplotlib  # optional dependency
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # optional dependency
     except ImportError:
         print(f"{out / 'loss.png'} not drawn: matplotlib is not installed (pip install 'minitransformer[viz]'); "
               f"the losses are in {out / 'history.json'}", file=sys.stderr)

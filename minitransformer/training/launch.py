@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .distributed import INSTALL
+from ..distributed import INSTALL
 
 
 def find_mpiexec() -> str | None:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .autograd import no_grad
-from .nn.bert import BertModel
-from .wordpiece import WordPiece
+from ..autograd import no_grad
+from ..nn.bert import BertModel
+from ..text.wordpiece import WordPiece
 
 KNOWN = {"sentence_transformers.models.Transformer", "sentence_transformers.models.Pooling",
          "sentence_transformers.models.Normalize"}

@@ -1,6 +1,6 @@
 """OpenAI's completions API (POST /v1/completions, the "legacy" text completions): the request's fields with
 OpenAI's names, defaults and ranges, the sequences a request becomes, and the response, stream-chunk and error
-shapes. The HTTP layer (minitransformer/serve.py) moves the bytes; the scheduler (scheduler.py) generates.
+shapes. The HTTP layer (minitransformer/deploy/serve.py) moves the bytes; the scheduler (scheduler.py) generates.
 
 Fields: model (required: this server's model id), prompt (a string, a list of strings, a list of token ids or
 a list of such lists; "" starts from token 0), max_tokens (16; 0 only with echo), temperature (1; 0 = greedy),

@@ -22,6 +22,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .atomic import atomic_write_bytes
+
 _DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
            "I16": np.int16, "I8": np.int8, "U64": np.uint64, "U32": np.uint32, "U16": np.uint16, "U8": np.uint8,
            "BOOL": np.bool_}
@@ -136,7 +138,6 @@ def decode(raw: Any, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
 
 def save_file(tensors: Mapping[str, Any], path: str | Path, metadata: Mapping[str, str] | None = None) -> None:
     """Write a safetensors file atomically (a temporary file, fsync, then rename)."""
-    from .checkpoint import atomic_write_bytes
 
     atomic_write_bytes(Path(path), serialize(tensors, metadata))
 

@@ -1,0 +1,1 @@
+"""File formats: checkpoints, safetensors, PyTorch's zip files, Hugging Face directories."""
