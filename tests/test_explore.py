@@ -28,7 +28,8 @@ import pytest
 import minitransformer as mt
 from minitransformer.explore import api, open_checkpoint
 from minitransformer.explore.server import make_server
-from minitransformer.nn.gpt import GPT, GPTConfig, sample_next
+from minitransformer.nn.generation import sample_next
+from minitransformer.nn.gpt import GPT, GPTConfig
 from minitransformer.tasks import translation
 from minitransformer.tasks.common import BOS, EOS
 from minitransformer.tasks.language_model import TrainConfig, load_model, train

@@ -102,40 +102,44 @@ def test_generate_crops_the_context_and_respects_top_k():
 
 
 @pytest.mark.parametrize("bias", [False, True])
-def test_array_decode_step_equals_the_graph_path(bias):
-    """GPT.forward with caches and no gradient takes a path on plain arrays (_decode_step); it gives the
-    logits and the cache of the graph path, for a one-token step and a several-token continuation."""
+def test_decode_step_equals_the_models_forward(bias):
+    """generation.decode_step (plain arrays, the cache) continuing a prompt by one token and by several gives
+    the logits of the model's own forward on the whole sequence, and its cache holds every position's keys."""
     import minitransformer as mt
+    from minitransformer.nn import generation
 
     mt.manual_seed(0)
     model = mt.nn.GPT(mt.nn.GPTConfig(block_size=32, vocab_size=17, n_layer=2, n_head=2, n_embd=8,
                                       bias=bias)).eval()
-    prompt = mt.tensor(np.random.default_rng(0).integers(0, 17, (2, 5)))
+    prompt = np.random.default_rng(0).integers(0, 17, (2, 5))
     for new in ([[3], [4]], [[1, 2, 3], [4, 5, 6]]):
-        fast, graph = model.new_caches(), model.new_caches()
+        caches = generation.new_caches(model)
+        generation.decode_step(model, prompt, 0, caches)
+        got = generation.decode_step(model, np.array(new), prompt.shape[1], caches)           # (B, 1, V)
+        whole = np.concatenate([prompt, new], axis=1)
         with mt.no_grad():
-            model(prompt, caches=fast)
-            model(prompt, caches=graph)
-            got, _ = model(mt.tensor(new), caches=fast)
-        with mt.enable_grad():
-            want, _ = model(mt.tensor(new), caches=graph)
-        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
-        for a, b in zip(fast, graph, strict=True):
-            np.testing.assert_allclose(a["k"].numpy(), b["k"].numpy(), rtol=1e-6, atol=1e-7)
+            want, _ = model(mt.tensor(whole), targets=mt.tensor(whole))                         # (B, T, V)
+        np.testing.assert_allclose(got[:, 0], want.numpy()[:, -1], rtol=1e-5, atol=1e-6)
+        assert caches[0]["k"].shape == (2, 2, whole.shape[1], 4)
 
 
-def test_generation_records_no_graph():
-    """Every sampled token comes out of a step run without grad (the parameters require grad)."""
+def test_generation_records_no_graph(monkeypatch):
+    """Every sampled token comes out of a step run without grad (the parameters require grad), with the cache
+    (the decode step) and without (the model's forward)."""
     import minitransformer as mt
+    from minitransformer.nn import generation
 
     mt.manual_seed(0)
     model = mt.nn.GPT(mt.nn.GPTConfig(block_size=16, vocab_size=11, n_layer=1, n_head=2, n_embd=8)).eval()
     modes = []
-    forward = model.forward
+    step, forward = generation.decode_step, model.forward
+    monkeypatch.setattr(generation, "decode_step", lambda *a, **k: (modes.append(mt.is_grad_enabled()),
+                                                                    step(*a, **k))[1])
     model.forward = lambda *a, **k: (modes.append(mt.is_grad_enabled()), forward(*a, **k))[1]
-    tokens = list(model.generate_stream(mt.tensor([[1, 2, 3]]), 5))
-    assert len(modes) == 5 and not any(modes)
-    assert all(not t.requires_grad for t in tokens)
+    for use_cache in (True, False):
+        tokens = list(model.generate_stream(mt.tensor([[1, 2, 3]]), 5, use_cache=use_cache))
+        assert all(not t.requires_grad for t in tokens)
+    assert len(modes) == 10 and not any(modes)
     assert mt.is_grad_enabled()  # the caller's mode is untouched
 
 
@@ -178,7 +182,7 @@ def test_sampling_follows_the_distribution():
     """20,000 draws from fixed probabilities: frequencies within 5 standard errors, a zero-probability
     token never drawn, top_k restricting to the k likeliest."""
     import minitransformer as mt
-    from minitransformer.nn.gpt import sample_next
+    from minitransformer.nn.generation import sample_next
 
     p = np.array([0.5, 0.0, 0.2, 0.25, 0.05])
     logits = np.log(np.where(p > 0, p, 1e-300))[None].repeat(20000, axis=0)

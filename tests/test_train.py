@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 import minitransformer as mt
 from minitransformer.io import atomic, checkpoint, safetensors
+from minitransformer.nn import generation
 from minitransformer.tasks.language_model import TrainConfig, lr_at, train
 from minitransformer.text.tokenizers import ByteBPETokenizer, CharTokenizer, load_tokenizer, save_tokenizer
 
@@ -154,11 +155,11 @@ def test_kv_cache_gives_the_same_logits_and_tokens():
     mt.manual_seed(0)
     model = mt.nn.GPT(mt.nn.GPTConfig(block_size=12, vocab_size=17, n_layer=2, n_head=2, n_embd=16)).eval()
     idx = mt.tensor([[1, 2, 3, 4]])
-    caches = model.new_caches()
-    model(idx[:, :3], caches=caches)
-    with_cache, _ = model(idx[:, 3:], caches=caches)
+    caches = generation.new_caches(model)
+    generation.decode_step(model, idx.numpy()[:, :3], 0, caches)
+    with_cache = generation.decode_step(model, idx.numpy()[:, 3:], 3, caches)
     without, _ = model(idx)
-    np.testing.assert_allclose(with_cache.numpy()[:, -1], without.numpy()[:, -1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(with_cache[:, -1], without.numpy()[:, -1], rtol=1e-5, atol=1e-6)
     greedy = model.generate(idx, 20, top_k=1)  # runs past block_size: the cache restarts correctly
     assert greedy.tolist() == model.generate(idx, 20, top_k=1, use_cache=False).tolist()
     for kw in ({"temperature": 0.7}, {"top_p": 0.5}, {"top_k": 3, "top_p": 0.9}):
@@ -169,7 +170,7 @@ def test_kv_cache_gives_the_same_logits_and_tokens():
 
 
 def test_top_p_keeps_only_the_nucleus():
-    from minitransformer.nn.gpt import sample_next
+    from minitransformer.nn.generation import sample_next
 
     logits = mt.tensor(np.log(np.array([[0.5, 0.3, 0.15, 0.05]])))
     mt.manual_seed(0)

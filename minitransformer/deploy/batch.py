@@ -17,8 +17,8 @@ row's length, which never passes block_size.
 A sequence whose next token would pass block_size cannot continue from its cache: GPT.generate then recomputes
 its last block_size tokens from scratch at every step, and `window_logits` does the same for such rows.
 The model has no public call to add rows to a running cache, so `join` and `leave` rebuild the per-layer cache
-dicts ({"k", "v"}: Tensors (B, nh, S, hs), what GPT.forward's caches hold); the model re-creates its own
-growth buffers at the next step.
+dicts ({"k", "v"}: Tensors (B, nh, S, hs), what nn/generation.py's caches hold); the decode step re-creates
+its growth buffers at the next step.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..autograd import no_grad
+from ..nn.generation import decode_step, new_caches
 from ..nn.gpt import GPT
 from ..tensor import Tensor
 
@@ -51,8 +52,8 @@ def prefill(model: GPT, prompts: list[list[int]]) -> tuple[np.ndarray, list[dict
     for i, r in enumerate(rows):
         tokens[i, L - len(r):] = r
     first = np.array([L - len(r) for r in rows], dtype=np.int64)
-    caches = model.new_caches()
-    logits = model._decode_step(tokens, 0, caches, first)                         # (K, 1, V), no graph
+    caches = new_caches(model)
+    logits = decode_step(model, tokens, 0, caches, first)                         # (K, 1, V), no graph
     return logits[:, 0], caches, first
 
 
@@ -61,7 +62,7 @@ def window_logits(model: GPT, rows: list[list[int]]) -> np.ndarray:
     recomputed without reusing a cache (their positions have shifted), as GPT.generate does past block_size."""
     x = np.asarray([r[-model.config.block_size:] for r in rows], dtype=np.int64)   # (B, block_size)
     with no_grad():
-        logits, _ = model(Tensor(x), caches=model.new_caches())
+        logits, _ = model(Tensor(x))
     return logits.numpy()[:, -1]
 
 
@@ -78,7 +79,7 @@ class DecodeBatch:
 
     def __init__(self, model: GPT) -> None:
         self.model = model
-        self.caches: list[dict[str, Any]] | None = None   # one dict per layer, as GPT.new_caches()
+        self.caches: list[dict[str, Any]] | None = None   # one dict per layer, as generation.new_caches()
         self.first = np.zeros(0, dtype=np.int64)            # (B,) the column of each row's first token
         self.width = 0                                      # S: the longest row's length
 
@@ -118,6 +119,6 @@ class DecodeBatch:
     def step(self, tokens: list[int]) -> np.ndarray:
         """Feed one token per row (each row's newest, at position width - first[b]) -> logits (B, V)."""
         idx = np.asarray(tokens, dtype=np.int64).reshape(-1, 1)                      # (B, 1)
-        logits = self.model._decode_step(idx, self.width, self.caches, self.first)   # (B, 1, V), no graph
+        logits = decode_step(self.model, idx, self.width, self.caches, self.first)   # (B, 1, V), no graph
         self.width += 1
         return logits[:, 0]

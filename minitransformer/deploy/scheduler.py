@@ -36,7 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from ..nn.gpt import GPT, sample_next
+from ..nn.generation import sample_next
+from ..nn.gpt import GPT
 from .batch import DecodeBatch, prefill, prompt_logits, window_logits
 
 Entry = tuple[str, Any, Any, int]   # (token text, its log-probability, {token: logprob} of the likeliest, offset)
@@ -86,7 +87,7 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def sample(logits: np.ndarray, s: Sampling, rng: np.random.Generator) -> int:
-    """One token from logits (V,): the argmax at temperature 0, else nn.gpt.sample_next on this one row with
+    """One token from logits (V,): the argmax at temperature 0, else nn.generation.sample_next on this one row with
     the sequence's own generator in place of the global one."""
     if s.temperature == 0:
         return int(np.argmax(logits))

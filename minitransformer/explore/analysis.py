@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import creation
 from ..autograd import no_grad
-from ..nn.gpt import sample_next
+from ..nn.generation import sample_next
 from ..nn.module import Module, RemovableHandle
 from ..tasks.common import BOS, EOS, SPECIALS
 

@@ -4,7 +4,7 @@ encodings (sinusoidal and learned). Parameter names and initialisation are PyTor
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -12,6 +12,8 @@ import numpy as np
 from .. import creation
 from ..autograd import no_grad
 from ..dtypes import get_default_dtype
+from ..ops.activation import gelu_fn
+from ..ops.norm import layer_norm_fn
 from ..tensor import Tensor
 from . import functional as F
 from . import init
@@ -51,10 +53,10 @@ class Linear(Module):
 
     def array_fn(self) -> Any:
         """array_forward with the weights fetched now: a function of x alone, for calls in a loop."""
-        w_t = self.weight.numpy().T                                   # (in, out) view: BLAS reads it transposed
+        w_t = self.weight.data.T                                      # (in, out) view: BLAS reads it transposed
         if self.bias is None:
             return lambda x: x @ w_t
-        b = self.bias.numpy()
+        b = self.bias.data
         return lambda x: x @ w_t + b
 
     def extra_repr(self) -> str:
@@ -89,7 +91,7 @@ class Embedding(Module):
 
     def array_forward(self, idx: np.ndarray) -> np.ndarray:
         """The rows for integer ids idx (...) -> (..., embedding_dim), recording nothing (generation)."""
-        return self.weight.numpy()[idx]
+        return self.weight.data[idx]
 
     def extra_repr(self) -> str:
         s = f"{self.num_embeddings}, {self.embedding_dim}"
@@ -126,6 +128,14 @@ class LayerNorm(Module):
     def forward(self, input: Tensor) -> Tensor:
         return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
 
+    def array_fn(self) -> Callable[[Any], Any]:
+        """forward on plain arrays, recording nothing (generation), with the weights fetched now; over the last
+        axis only (a 1-D normalized_shape, as every Transformer here has)."""
+        if len(self.normalized_shape) != 1:
+            raise ValueError(f"array_fn normalizes over the last axis only, not {self.normalized_shape}")
+        return layer_norm_fn(None if self.weight is None else self.weight.data,
+                             None if self.bias is None else self.bias.data, self.eps)
+
     def extra_repr(self) -> str:
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
 
@@ -153,6 +163,10 @@ class GELU(Module):
 
     def forward(self, input: Tensor) -> Tensor:
         return F.gelu(input, approximate=self.approximate)
+
+    def array_fn(self) -> Callable[[Any], Any]:
+        """forward on plain arrays, recording nothing (generation)."""
+        return gelu_fn(self.approximate)
 
     def extra_repr(self) -> str:
         return f"approximate='{self.approximate}'"

@@ -7,6 +7,7 @@ kernels' last-axis convention.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .. import backend
@@ -137,3 +138,10 @@ def softmax(input: Tensor, dim: int | None = None, dtype: Any = None) -> Tensor:
 def log_softmax(input: Tensor, dim: int | None = None, dtype: Any = None) -> Tensor:
     """x - logsumexp(x) along `dim`; finite where softmax underflows to zero."""
     return _softmax_like(LogSoftmax, input, dim, dtype, "log_softmax")
+
+
+def gelu_fn(approximate: str = "none") -> Callable[[Any], Any]:
+    """GELU on plain arrays, recording nothing (generation's decode step): the `gelu_forward` kernel the GELU
+    node's forward runs."""
+    kernel = backend.kernel("gelu_forward")
+    return lambda x: kernel(x, approximate)[0]

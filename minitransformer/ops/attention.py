@@ -91,3 +91,16 @@ def attention(q: Tensor, k: Tensor, v: Tensor, blocked: Any = None, bias: Any = 
     mask = additive_mask(blocked, bias, q.shape[:-2], q.shape[-2], k.shape[-2], q.dtype)
     return Attention.apply(q, k, v, mask=mask, scale=scale, causal=causal)
 
+
+
+def decode_attention(q: Any, k: Any, v: Any, first: Any, scale: float, length: int) -> Any:
+    """One generation step's attention on plain arrays: q (B, nh, hs), the cached keys and values k, v
+    (B, nh, cap, hs) of which the first `length` are filled -> (B, nh, hs); row b sees keys first[b] on."""
+    return backend.kernel("decode_attention_forward")(q, k, v, first, scale, length)
+
+
+def attention_arrays(q: Any, k: Any, v: Any, mask: Any, scale: float) -> Any:
+    """softmax(q k^T * scale + mask) v on plain arrays, recording nothing (a prompt's step in generation): the
+    `attention_forward` kernel the Attention node runs. q (..., L, E), k (..., S, E), v (..., S, Ev); mask in
+    `additive_mask`'s layout or None."""
+    return backend.kernel("attention_forward")(q, k, v, mask, scale, False)[0]

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .. import backend
 from ..autograd import Function
@@ -59,3 +60,14 @@ def layer_norm(input: Tensor, normalized_shape: int | Sequence[int], weight: Ten
             affine.append(t)
     return LayerNorm.apply(input, *affine, eps=eps, n_norm=len(shape), has_weight=weight is not None,
                            has_bias=bias is not None)
+
+
+def layer_norm_fn(weight: Any, bias: Any, eps: float) -> Callable[[Any], Any]:
+    """Layer norm over the last axis on plain arrays, recording nothing (generation's decode step): the same
+    `layernorm_forward` kernel the LayerNorm node's forward runs. weight, bias (C,) arrays or None."""
+    kernel = backend.kernel("layernorm_forward")
+
+    def run(x: Any) -> Any:
+        return kernel(x.reshape(-1, x.shape[-1]), weight, bias, eps)[0].reshape(x.shape)   # rows (N, C)
+
+    return run
