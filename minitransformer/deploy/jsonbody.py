@@ -58,3 +58,22 @@ def loads(body: bytes) -> Any:
     if d > MAX_DEPTH:
         raise ValueError(f"the JSON nests {d} levels deep; at most {MAX_DEPTH} are allowed")
     return json.loads(text, parse_constant=_constant, parse_int=_int, parse_float=_float)
+
+
+def fields_object(body: bytes, fields: dict[str, Any]) -> dict[str, Any]:
+    """A request body -> its JSON object, each field one of `fields` (name -> a type or a tuple of types) and
+    of its type; a bool is not taken for a number. ValueError with one line saying what is wrong."""
+    try:
+        req = loads(body)
+    except ValueError as e:  # a syntax error, bytes not UTF-8, NaN, too deep, a number too long
+        raise ValueError(f"malformed JSON: {e}") from None
+    if not isinstance(req, dict):
+        raise ValueError("the body must be a JSON object")
+    unknown = sorted(set(req) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown field(s): {', '.join(unknown)}; allowed: {', '.join(fields)}")
+    for k, v in req.items():
+        allowed = fields[k] if isinstance(fields[k], tuple) else (fields[k],)
+        if not isinstance(v, allowed) or (isinstance(v, bool) and bool not in allowed):
+            raise ValueError(f"field {k!r} has the wrong type ({type(v).__name__})")
+    return req

@@ -97,17 +97,9 @@ class Service:
 
     def parse_generate(self, body: bytes) -> dict[str, Any]:
         try:
-            req = jsonbody.loads(body)
-        except ValueError as e:  # a syntax error, bytes not UTF-8, NaN, too deep, a number too long
-            raise BadRequest(f"malformed JSON: {e}") from None
-        if not isinstance(req, dict):
-            raise BadRequest("the body must be a JSON object")
-        unknown = sorted(set(req) - set(FIELDS))
-        if unknown:
-            raise BadRequest(f"unknown field(s): {', '.join(unknown)}; allowed: {', '.join(FIELDS)}")
-        for k, v in req.items():
-            if not isinstance(v, FIELDS[k]) or (isinstance(v, bool) and FIELDS[k] is not bool):
-                raise BadRequest(f"field {k!r} has the wrong type ({type(v).__name__})")
+            req = jsonbody.fields_object(body, FIELDS)
+        except ValueError as e:
+            raise BadRequest(str(e)) from None
         r = {"prompt": "\n", "max_new_tokens": min(100, self.limit), "temperature": 0.8, "top_k": None,
              "top_p": None, "seed": None, "stream": False, **req}
         if not 1 <= r["max_new_tokens"] <= self.limit:
@@ -204,37 +196,9 @@ def make_handler(service: Service, socket_timeout: float = 30.0) -> type[Guarded
             self.wfile.flush()
 
         def _body(self) -> bytes:
-            """The body, its length checked before a byte is read, and read against a deadline."""
-            values = self.headers.get_all("Content-Length") or []
-            if not values:
-                raise APIError(411, "a Content-Length header is required", None, "length_required")
-            raw = values[0].strip()
-            # int() would also take "-1", "+5", " 5" and "1_000": only plain digits are a length
-            if len(set(values)) > 1 or not (raw.isascii() and raw.isdigit()):
-                raise APIError(400, f"Content-Length must be one non-negative decimal integer, got "
-                                    f"{', '.join(values)[:40]!r}", None, "invalid_content_length")
-            length = int(raw)
-            if length > service.max_body:
-                raise APIError(413, f"body of {length} bytes is over the limit of {service.max_body}", None,
-                               "body_too_large")
-            body = self.read_body(length)
+            body = self.read_sized_body(service.max_body)
             self._unread = 0
             return body
-
-        def do_GET(self) -> None:  # noqa: N802
-            self._route("GET")
-
-        def do_POST(self) -> None:  # noqa: N802
-            self._route("POST")
-
-        def do_PUT(self) -> None:  # noqa: N802
-            self._route("PUT")
-
-        def do_DELETE(self) -> None:  # noqa: N802
-            self._route("DELETE")
-
-        def do_PATCH(self) -> None:  # noqa: N802
-            self._route("PATCH")
 
         def _route(self, method: str) -> None:
             path = unquote(urlsplit(self.path).path)

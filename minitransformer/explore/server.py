@@ -60,33 +60,8 @@ def make_handler(explorer: Explorer, files: dict[str, bytes], socket_timeout: fl
             self.close_connection = True
             self._json(code, {"error": message or self.responses.get(code, ("error",))[0]})
 
-        def do_GET(self) -> None:  # noqa: N802
-            self._route("GET")
-
         def do_HEAD(self) -> None:  # noqa: N802
             self._route("HEAD")
-
-        def do_POST(self) -> None:  # noqa: N802
-            self._route("POST")
-
-        def do_PUT(self) -> None:  # noqa: N802
-            self._route("PUT")
-
-        def do_DELETE(self) -> None:  # noqa: N802
-            self._route("DELETE")
-
-        def _body(self) -> bytes:
-            """The body, its length checked before a byte is read, and read against the deadline."""
-            values = self.headers.get_all("Content-Length") or []
-            if not values:
-                raise APIError(411, "a Content-Length header is required")
-            raw = values[0].strip()
-            if len(set(values)) > 1 or not (raw.isascii() and raw.isdigit()):
-                raise APIError(400, f"Content-Length must be one non-negative decimal integer, got "
-                                    f"{', '.join(values)[:40]!r}")
-            if int(raw) > MAX_BODY:
-                raise APIError(413, f"body of {int(raw)} bytes is over the limit of {MAX_BODY}")
-            return self.read_body(int(raw))
 
         def _route(self, method: str) -> None:
             path = unquote(urlsplit(self.path).path)
@@ -98,7 +73,7 @@ def make_handler(explorer: Explorer, files: dict[str, bytes], socket_timeout: fl
                     self._send(200, files[name], kind)
                     return
                 if method == "POST" and path in ("/api/analyze", "/api/step"):
-                    body = self._body()
+                    body = self.read_sized_body(MAX_BODY)
                 else:
                     # nothing to read: a body sent anyway stays unread, so the connection cannot be reused
                     self.close_connection = self.headers.get("Content-Length", "0").strip() not in ("", "0")
