@@ -6,6 +6,8 @@
     minitransformer train --out out --overwrite  # start over in a folder that holds a checkpoint (else refused)
     minitransformer train config/train_shakespeare_char.py --max_iters=2000 --compile=False   # nanoGPT's spelling
     minitransformer sample --out out --prompt "def " --max-new-tokens 500 --top-p 0.9
+    minitransformer train --profile 5          # mt.profiler over 5 steps: the op table, trace.json in --out
+    minitransformer explore --out out          # a page: tokens, next-token distribution, attention, logit lens
 
     minitransformer translate train --corpus numbers-fr     # or --data pairs.tsv (source<TAB>target)
     minitransformer translate eval --out out/translate --beam 4
@@ -52,7 +54,7 @@ import minitransformer as mt
 from . import distributed
 from .io.checkpoint import CheckpointError
 from .tasks.language_model import TrainConfig, export_hf, load_model, train
-from .training.loop import check_ranges
+from .training.config import check_ranges
 from .training.options import (
     NANOGPT_NOTE,
     HelpFormatter,
