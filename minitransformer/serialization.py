@@ -12,7 +12,7 @@ The format `save` writes is a zip archive (stored, not compressed) that holds no
 Loading it builds nothing but containers, numbers, strings, arrays and Tensors, so it never runs code from the
 file. Tensors that share one array (tied weights in a state dict) share it again after loading; the same
 Tensor object saved twice loads as one object. `load` also reads the zip files that torch.save writes
-(`torch_format.py`, with the same guarantee). It deliberately does not read pickles, TorchScript archives or
+(`io/torch_format.py`, with the same guarantee). It deliberately does not read pickles, TorchScript archives or
 torch's legacy (pre-1.6) format. docs/pytorch.md ("Saving and loading") describes both formats and map_location.
 """
 
