@@ -27,6 +27,7 @@ from minitransformer.io import checkpoint, safetensors
 from minitransformer.io import checkpoint_schema as schema
 from minitransformer.io.checkpoint import CheckpointError
 from minitransformer.tasks.language_model import TrainConfig, load_model, train
+from minitransformer.training.config import flat_defaults
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -430,11 +431,11 @@ def test_the_schema_tables_follow_the_config_classes():
                 check(f.default, f"{task}.{f.name}")  # the default itself passes
     jobs = [TrainConfig, classification.ClassifyConfig, translation.TranslateConfig, speech.SpeechTrainConfig,
             vit.ViTTrainConfig]
-    for cls in jobs:
-        for f in dataclasses.fields(cls):
-            if f.name != "history":
-                assert f.name in schema.TRAIN_CONFIG, f"{cls.__name__}.{f.name} is not in TRAIN_CONFIG"
-                schema.TRAIN_CONFIG[f.name](f.default, f"train_config.{f.name}")
+    for cls in jobs:  # train_config is flat: the job's options and its model's (--n-layer) side by side
+        for name, default in flat_defaults(cls).items():
+            if name != "history":
+                assert name in schema.TRAIN_CONFIG, f"{cls.__name__}.{name} is not in TRAIN_CONFIG"
+                schema.TRAIN_CONFIG[name](default, f"train_config.{name}")
     assert schema.SPECIAL_TOKENS == len(SPECIALS)
     assert len(speech.ALPHABET) + 1 <= schema.SPEECH_OUTPUTS
 

@@ -15,6 +15,7 @@ Training is loop.fit; evaluation prints accuracy, macro-F1 and the confusion mat
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -33,7 +34,8 @@ from ..nn.module import Module, Parameter
 from ..nn.transformer import TransformerEncoder, TransformerEncoderLayer
 from ..ops import cat
 from ..tensor import Tensor
-from ..training.loop import Job, LoopConfig, fit, model_config, prepare_run, resume_config, saved_config
+from ..training.config import LoopConfig, check_heads, job_config, model_field
+from ..training.loop import Job, fit, prepare_run, resume_config, saved_config
 from . import generators as G
 from .common import PAD, Vocab, confusion_matrix, format_confusion, macro_f1, pad_batch, read_tsv
 
@@ -102,7 +104,7 @@ class TransformerClassifier(Module):
         return self.head(pooled)
 
 
-@dataclass
+@job_config
 class ClassifyConfig(LoopConfig):
     """Options of `minitransformer classify train`."""
 
@@ -110,13 +112,10 @@ class ClassifyConfig(LoopConfig):
     task: str = "langid"             # langid or brackets
     n_train: int = 20000             # built-in tasks: training examples
     n_test: int = 2000               # built-in tasks: held-out examples
-    d_model: int = 64
-    nhead: int = 4
-    num_layers: int = 2
-    dim_feedforward: int = 256
-    dropout: float = 0.0
-    pooling: str = "mean"            # mean, cls or last
-    causal: bool = False
+    # the model; its options are flat (--d-model, --pooling), its vocabulary, classes and max_len the data's
+    model: ClassifierConfig = model_field(
+        ClassifierConfig(vocab=0, n_classes=0, d_model=64, nhead=4, num_layers=2, dim_feedforward=256, dropout=0.0),
+        options=("d_model", "nhead", "num_layers", "dim_feedforward", "dropout", "pooling", "causal"))
     max_iters: int = 2000
     batch_size: int = 64
     lr: float = 1e-3
@@ -128,14 +127,17 @@ class ClassifyConfig(LoopConfig):
     out: str = "out/classify"
 
     POSITIVE = LoopConfig.POSITIVE + ("n_train", "n_test", "d_model", "nhead", "num_layers", "dim_feedforward")
+    RANGES = {**LoopConfig.RANGES, "dropout": (0, 1, True)}
+    BELOW_ONE = LoopConfig.BELOW_ONE + ("dropout",)
 
     def validate(self) -> None:
         super().validate()
+        check_heads(self.model, "d_model", "nhead")
         if self.data is None and self.task not in TASKS:
             raise ValueError(f"--task must be one of {', '.join(TASKS)}, got {self.task!r}")
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"--pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
-        if self.causal and self.pooling == "cls":
+        if self.model.pooling not in POOLINGS:
+            raise ValueError(f"--pooling must be one of {', '.join(POOLINGS)}, got {self.model.pooling!r}")
+        if self.model.causal and self.model.pooling == "cls":
             raise ValueError("--causal with --pooling cls: the class token in front would see nothing; "
                              "use --pooling last or mean")
 
@@ -228,7 +230,7 @@ def train(cfg: ClassifyConfig, overrides: dict[str, Any] | None = None, progress
     if unknown:
         raise ValueError(f"{where}: held-out labels never seen in training: {', '.join(unknown)}")
     max_len = max(len(t) for _, t in train_ex + test_ex)
-    mcfg = model_config(ClassifierConfig, cfg, vocab=len(vocab), n_classes=len(labels), max_len=max_len)
+    mcfg = dataclasses.replace(cfg.model, vocab=len(vocab), n_classes=len(labels), max_len=max_len)
     model = TransformerClassifier(mcfg)
     if resumed:
         model.load_state_dict(resumed["model"])

@@ -5,9 +5,10 @@ other jobs; docs/training.md walks through it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,42 +21,39 @@ from ..nn.gpt import GPT, GPTConfig
 from ..nn.prune import apply_masks_
 from ..nn.quantized import apply_format
 from ..text.tokenizers import tokenizer_from_dict
-from ..training.loop import Job, LoopConfig, fit, lr_at, model_config, prepare_run, resume_config
+from ..training.config import LoopConfig, check_heads, job_config, model_field
+from ..training.loop import Job, fit, lr_at, prepare_run, resume_config
 from ..training.options import NANOGPT, Alias
 from .lm_data import prepare
 
 __all__ = ["TrainConfig", "load_model", "lr_at", "train"]
 
 
-@dataclass
+@job_config
 class TrainConfig(LoopConfig):
     """Every option of `minitransformer train`, with nanoGPT's names; the defaults train the small
     "baby GPT" on the built-in corpus in a couple of minutes on two cores."""
 
     data: str | None = None          # a UTF-8 text file; None = the built-in Python-source corpus
     tokenizer: str = "char"          # "char" or "bpe"
-    vocab_size: int = 512            # BPE only
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    block_size: int = 64
-    dropout: float = 0.0
-    bias: bool = False
+    vocab_size: int = 512            # BPE only: the tokenizer's target (the model's is the tokenizer's size)
+    # the GPT; its options are flat (--n-layer, n_layer = 4, TrainConfig(n_layer=4)), its vocab_size the data's
+    model: GPTConfig = model_field(GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, bias=False),
+                                   options=("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias"))
     sample_tokens: int = 300          # printed at the end; 0 = none
 
     POSITIVE = LoopConfig.POSITIVE + ("vocab_size", "n_layer", "n_head", "n_embd", "block_size")
-    RANGES = {**LoopConfig.RANGES, "sample_tokens": (0, math.inf, True)}
+    RANGES = {**LoopConfig.RANGES, "sample_tokens": (0, math.inf, True), "dropout": (0, 1, True)}
+    BELOW_ONE = LoopConfig.BELOW_ONE + ("dropout",)
 
     def validate(self) -> None:
         """Raise ValueError with one clear line for a bad value."""
         super().validate()
-        if self.n_embd % self.n_head:
-            raise ValueError(f"--n-embd ({self.n_embd}) must be divisible by --n-head ({self.n_head})")
+        check_heads(self.model, "n_embd", "n_head")
         if self.tokenizer not in ("char", "bpe"):
             raise ValueError(f"--tokenizer must be 'char' or 'bpe', got {self.tokenizer!r}")
         if self.tokenizer == "bpe" and self.vocab_size < 256:
             raise ValueError(f"--vocab-size must be at least 256 for byte-level BPE, got {self.vocab_size}")
-
 
 
 def _dataset(value: str) -> str:
@@ -89,7 +87,7 @@ def train(cfg: TrainConfig, overrides: dict[str, Any] | None = None, progress: b
     data, tokenizer, source = prepare(cfg.data, Path(cfg.out), tokenizer, cfg.tokenizer, cfg.vocab_size)
     if w.is_main:
         w.barrier()
-    model = GPT(model_config(GPTConfig, cfg, vocab_size=tokenizer.vocab_size))  # --vocab-size is BPE's target
+    model = GPT(dataclasses.replace(cfg.model, vocab_size=tokenizer.vocab_size))  # --vocab-size is BPE's target
     if resumed:
         model.load_state_dict(resumed["model"])
     extra, after_step = start(model) if start is not None else ({}, None)
@@ -100,7 +98,7 @@ def train(cfg: TrainConfig, overrides: dict[str, Any] | None = None, progress: b
         extra, after_step = {"pruning": resumed["doc"]["pruning"]}, lambda: apply_masks_(model, masks)
 
     def loss(split: str, rng: np.random.Generator) -> Any:
-        x, y = data.batch(split, cfg.batch_size, cfg.block_size, rng)
+        x, y = data.batch(split, cfg.batch_size, cfg.model.block_size, rng)
         if cfg.device != "cpu":  # the batch goes where the model is
             x, y = creation.tensor(x, device=cfg.device), creation.tensor(y, device=cfg.device)
         return model(x, y)[1]
@@ -111,7 +109,7 @@ def train(cfg: TrainConfig, overrides: dict[str, Any] | None = None, progress: b
               describe=f"data: {where}, {len(data.tokens):,} tokens ({tokenizer.kind} tokenizer, vocabulary "
                        f"{tokenizer.vocab_size}); model: {model.num_parameters() / 1e6:.2f}M parameters; "
                        f"backend {cfg.backend}",
-              tokens_per_step=cfg.batch_size * cfg.block_size * cfg.grad_accum, after_step=after_step)
+              tokens_per_step=cfg.batch_size * cfg.model.block_size * cfg.grad_accum, after_step=after_step)
     result = fit(cfg, job, resumed, progress)
     return {**result, "model": model, "tokenizer": tokenizer, "source": source}
 

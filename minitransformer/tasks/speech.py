@@ -44,7 +44,8 @@ from ..nn.layers import LayerNorm, Linear, sinusoidal_table
 from ..nn.module import Module
 from ..nn.transformer import TransformerEncoder, TransformerEncoderLayer
 from ..tensor import Tensor
-from ..training.loop import Job, LoopConfig, fit, model_config, prepare_run, resume_config
+from ..training.config import LoopConfig, check_heads, job_config, model_field
+from ..training.loop import Job, fit, prepare_run, resume_config
 
 BLANK = 0
 ALPHABET = "0123456789"          # class c + 1 is ALPHABET[c]; class 0 is the blank
@@ -353,7 +354,7 @@ def transcribe_features(model: SpeechTransformer, feats: list[np.ndarray], beam:
 
 
 # ---- the job -------------------------------------------------------------------------------------------------
-@dataclass
+@job_config
 class SpeechTrainConfig(LoopConfig):
     """Options of `minitransformer asr train`."""
 
@@ -362,11 +363,9 @@ class SpeechTrainConfig(LoopConfig):
     n_test: int = 600
     test_voices: int = 12
     noise: float = 0.3                 # fraction of training utterances with added noise
-    d_model: int = 144
-    nhead: int = 4
-    num_layers: int = 4
-    dim_feedforward: int = 576
-    dropout: float = 0.1
+    # the model; its options are flat (--d-model), the others keep SpeechConfig's defaults
+    model: SpeechConfig = model_field(SpeechConfig(),
+                                      options=("d_model", "nhead", "num_layers", "dim_feedforward", "dropout"))
     specaugment: bool = True
     beam: int = 1                      # decoding for evaluation and transcription: 1 = greedy
     max_iters: int = 3000
@@ -382,10 +381,12 @@ class SpeechTrainConfig(LoopConfig):
 
     POSITIVE = LoopConfig.POSITIVE + ("n_train", "n_test", "d_model", "nhead", "num_layers", "dim_feedforward",
                                       "beam")
-    RANGES = {**LoopConfig.RANGES, "noise": (0, 1, True), "test_voices": (1, math.inf, True)}
+    RANGES = {**LoopConfig.RANGES, "noise": (0, 1, True), "test_voices": (1, math.inf, True), "dropout": (0, 1, True)}
+    BELOW_ONE = LoopConfig.BELOW_ONE + ("dropout",)
 
     def validate(self) -> None:
         super().validate()
+        check_heads(self.model, "d_model", "nhead")
         if self.test_voices < 1 or self.test_voices >= len(all_voices()):
             raise ValueError(f"--test-voices must be between 1 and {len(all_voices()) - 1}, got {self.test_voices}")
 
@@ -416,7 +417,7 @@ def train(cfg: SpeechTrainConfig, overrides: dict[str, Any] | None = None, progr
         cfg, resumed = resume_config(SpeechTrainConfig, cfg.out, overrides)
     prepare_run(cfg, progress)
     corpus = load_corpus(cfg.data_dir, cfg.n_train, cfg.n_test, cfg.test_voices, cfg.noise, cfg.seed, progress)
-    mcfg = model_config(SpeechConfig, cfg)
+    mcfg = cfg.model
     model = SpeechTransformer(mcfg)
     if resumed:
         model.load_state_dict(resumed["model"])

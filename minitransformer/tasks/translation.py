@@ -16,6 +16,7 @@ chrF. docs/tasks/translation.md has the measured results.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -33,7 +34,8 @@ from ..nn.layers import Embedding, Linear, SinusoidalPositionalEncoding
 from ..nn.module import Module
 from ..nn.transformer import Transformer
 from ..tensor import Tensor
-from ..training.loop import Job, LoopConfig, fit, model_config, prepare_run, resume_config, saved_config
+from ..training.config import LoopConfig, check_heads, job_config, model_field
+from ..training.loop import Job, fit, prepare_run, resume_config, saved_config
 from . import generators as G
 from .common import BOS, EOS, PAD, Vocab, chrf, exact_match, pad_batch, read_tsv
 from .decoding import beam_search, greedy
@@ -124,7 +126,7 @@ class Seq2SeqTransformer(Module):
         return out
 
 
-@dataclass
+@job_config
 class TranslateConfig(LoopConfig):
     """Options of `minitransformer translate train` (the loop's, then the task's and the model's)."""
 
@@ -134,13 +136,10 @@ class TranslateConfig(LoopConfig):
     n_test: int = 1000               # built-in corpora: held-out pairs (values never seen in training)
     src_tokenizer: str = "char"      # char or word
     tgt_tokenizer: str = "auto"      # char or word; auto = word for numbers, char for dates and TSV files
-    d_model: int = 128
-    nhead: int = 4
-    num_encoder_layers: int = 2
-    num_decoder_layers: int = 2
-    dim_feedforward: int = 512
-    dropout: float = 0.1
-    share_embeddings: bool = False
+    # the model; its options are flat (--d-model), its vocabularies and max_len the data's
+    model: Seq2SeqConfig = model_field(Seq2SeqConfig(src_vocab=0, tgt_vocab=0), options=(
+        "d_model", "nhead", "num_encoder_layers", "num_decoder_layers", "dim_feedforward", "dropout",
+        "share_embeddings"))
     beam: int = 1                    # decoding for the final evaluation: 1 = greedy
     length_penalty: float = 0.6
     max_decode_len: int = 0          # most target tokens to produce; 0 = the longest training target + 10
@@ -156,10 +155,12 @@ class TranslateConfig(LoopConfig):
 
     POSITIVE = LoopConfig.POSITIVE + ("n_train", "n_test", "d_model", "nhead", "num_encoder_layers",
                                       "num_decoder_layers", "dim_feedforward", "beam")
-    RANGES = {**LoopConfig.RANGES, "max_decode_len": (0, math.inf, True)}
+    RANGES = {**LoopConfig.RANGES, "max_decode_len": (0, math.inf, True), "dropout": (0, 1, True)}
+    BELOW_ONE = LoopConfig.BELOW_ONE + ("dropout",)
 
     def validate(self) -> None:
         super().validate()
+        check_heads(self.model, "d_model", "nhead")
         if self.data is None and self.corpus not in CORPORA:
             raise ValueError(f"--corpus must be one of {', '.join(CORPORA)}, got {self.corpus!r}")
         for side in ("src_tokenizer", "tgt_tokenizer"):
@@ -221,7 +222,7 @@ def target_kind(cfg: TranslateConfig) -> str:
 
 def build_vocabs(cfg: TranslateConfig, train: list[tuple[str, str]]) -> tuple[Vocab, Vocab]:
     tk = target_kind(cfg)
-    if cfg.share_embeddings:
+    if cfg.model.share_embeddings:
         if cfg.src_tokenizer != tk:
             raise ValueError(f"--share-embeddings needs the same tokenizer on both sides, got "
                              f"{cfg.src_tokenizer} and {tk}")
@@ -273,7 +274,7 @@ def train(cfg: TranslateConfig, overrides: dict[str, Any] | None = None, progres
         src_v, tgt_v = build_vocabs(cfg, train_pairs)
     longest = max(len(ids) for ids in [src_v.encode(s) for s, _ in train_pairs + test_pairs]
                   + [tgt_v.encode(t) for _, t in train_pairs + test_pairs]) + 12
-    mcfg = model_config(Seq2SeqConfig, cfg, src_vocab=len(src_v), tgt_vocab=len(tgt_v), max_len=max(longest, 64))
+    mcfg = dataclasses.replace(cfg.model, src_vocab=len(src_v), tgt_vocab=len(tgt_v), max_len=max(longest, 64))
     model = Seq2SeqTransformer(mcfg)
     if resumed:
         model.load_state_dict(resumed["model"])

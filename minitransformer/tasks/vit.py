@@ -18,6 +18,7 @@ test images.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import math
 import sys
@@ -38,7 +39,8 @@ from ..nn.module import Module, Parameter
 from ..nn.transformer import TransformerEncoder, TransformerEncoderLayer
 from ..ops import cat
 from ..tensor import Tensor
-from ..training.loop import Job, LoopConfig, fit, model_config, prepare_run, resume_config
+from ..training.config import LoopConfig, check_heads, job_config, model_field
+from ..training.loop import Job, fit, prepare_run, resume_config
 from .common import confusion_matrix, format_confusion, macro_f1
 
 DATASETS = ("digits", "fashion-mnist")
@@ -178,17 +180,15 @@ class ViT(Module):
 
 
 # ---- the job --------------------------------------------------------------------------------------------------
-@dataclass
+@job_config
 class ViTTrainConfig(LoopConfig):
     """Options of `minitransformer vit train`."""
 
     dataset: str = "digits"          # digits or fashion-mnist
     patch_size: int = 0              # 0: 2 for digits (8x8), 4 for fashion-mnist (28x28)
-    d_model: int = 64
-    nhead: int = 4
-    num_layers: int = 4
-    dim_feedforward: int = 128
-    dropout: float = 0.0
+    # the model; its options are flat (--d-model), its image and patch sizes, classes, mean and std the data's
+    model: ViTConfig = model_field(ViTConfig(image_size=0, patch_size=0, n_classes=0),
+                                   options=("d_model", "nhead", "num_layers", "dim_feedforward", "dropout"))
     max_iters: int = 1500
     batch_size: int = 64
     lr: float = 2e-3
@@ -200,10 +200,12 @@ class ViTTrainConfig(LoopConfig):
     out: str = "out/vit"
 
     POSITIVE = LoopConfig.POSITIVE + ("d_model", "nhead", "num_layers", "dim_feedforward")
-    RANGES = {**LoopConfig.RANGES, "patch_size": (0, math.inf, True)}  # 0: the data set's default
+    RANGES = {**LoopConfig.RANGES, "patch_size": (0, math.inf, True), "dropout": (0, 1, True)}  # patch 0: default
+    BELOW_ONE = LoopConfig.BELOW_ONE + ("dropout",)
 
     def validate(self) -> None:
         super().validate()
+        check_heads(self.model, "d_model", "nhead")
         if self.dataset not in DATASETS:
             raise ValueError(f"--dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
 
@@ -263,8 +265,8 @@ def train(cfg: ViTTrainConfig, overrides: dict[str, Any] | None = None, progress
     data = load_dataset(cfg.dataset)
     x_train, y_train = data["x_train"], data["y_train"]
     patch = cfg.patch_size or (2 if cfg.dataset == "digits" else 4)
-    mcfg = model_config(ViTConfig, cfg, image_size=x_train.shape[1], patch_size=patch, n_classes=len(data["labels"]),
-                        mean=float(x_train.mean()), std=float(x_train.std()))
+    mcfg = dataclasses.replace(cfg.model, image_size=x_train.shape[1], patch_size=patch, n_classes=len(data["labels"]),
+                               mean=float(x_train.mean()), std=float(x_train.std()))
     model = ViT(mcfg)
     if resumed:
         model.load_state_dict(resumed["model"])

@@ -5,8 +5,9 @@ optimizer and RNG states (so a resumed run continues exactly), Ctrl-C that saves
 bar on a terminal and nanoGPT's `iter N: loss X, time Yms` lines elsewhere, and the loss curve as history.json
 and loss.png. docs/training.md walks through it.
 
-A job hands `fit` a `Job`: the model, a function that draws one batch of a split and returns its mean loss,
-the JSON that describes the model for its checkpoint, and optionally more metrics for each evaluation.
+A job hands `fit` its config (a LoopConfig, config.py) and a `Job`: the model, a function that draws one batch
+of a split and returns its mean loss, the JSON that describes the model for its checkpoint, and optionally more
+metrics for each evaluation.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,152 +27,17 @@ import numpy as np
 
 from .. import backend, distributed, profiler
 from ..autograd import no_grad
-from ..io import checkpoint, checkpoint_schema
-from ..io.checkpoint_schema import MAX_SIZE
+from ..io import checkpoint
 from ..nn.module import Module
 from ..nn.utils import clip_grad_norm_
 from ..optim import AdamW, weight_decay_groups
 from ..optim.lr_scheduler import warmup_cosine
 from ..random import get_rng_state, manual_seed, seed_global, set_rng_state
 from ..tensor import Tensor
-from ..xp import cupy_module
+from .config import LoopConfig, flat_defaults, flatten
 
 BATCH_STREAM, EVAL_STREAM, RANK_STREAM = 0x6261746368, 0x6576616C, 0x72616E6B  # "batch", "eval", "rank"
 PROFILE_WARMUP = 3  # steps run before --profile starts recording: the first ones allocate and fill caches
-
-
-@dataclass
-class LoopConfig:
-    """The options of the loop itself, with nanoGPT's names; each job's config extends this one."""
-
-    max_iters: int = 1500
-    lr: float = 1e-3
-    min_lr: float = 1e-4
-    warmup_iters: int = 100
-    lr_decay_iters: int | None = None  # None = max_iters
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0            # 0 disables clipping
-    grad_accum: int = 1
-    batch_size: int = 12
-    eval_interval: int = 250
-    eval_iters: int = 20
-    out: str = "out"
-    resume: bool = False
-    seed: int = 1337
-    backend: str = "auto"
-    device: str = "cpu"
-    log_interval: int = 10            # an `iter N: loss ...` line every this many steps; 0: none
-    eval_only: bool = False           # evaluate once (at the checkpoint's step with --resume) and exit
-    always_save_checkpoint: bool = True  # False: save only when the val loss is the best so far
-    decay_lr: bool = True             # False: a constant --lr, no warmup and no decay
-    history: list[dict[str, float]] = field(default_factory=list, repr=False)
-
-    overwrite: bool = False           # train from scratch into an --out that already holds a checkpoint
-    skip_nonfinite: bool = False      # skip (and count) steps whose loss or gradient is NaN or infinite
-    profile: int = 0                  # profile this many steps after PROFILE_WARMUP steps (trace.json in --out)
-
-    # the allowed range of each numeric option: (low, high, whether low itself is allowed); high is inclusive.
-    # POSITIVE names the sizes and counts (1 .. MAX_SIZE, what a checkpoint may hold); every other float must
-    # at least be finite.
-    POSITIVE = ("batch_size", "grad_accum", "eval_interval", "eval_iters")
-    RANGES = {
-        "max_iters": (0, math.inf, True), "lr": (0, math.inf, False), "min_lr": (0, math.inf, True),
-        "warmup_iters": (0, math.inf, True), "lr_decay_iters": (0, math.inf, True),
-        "weight_decay": (0, math.inf, True), "beta1": (0, 1, True), "beta2": (0, 1, True),
-        "grad_clip": (0, math.inf, True), "log_interval": (0, math.inf, True), "seed": (0, 2**128 - 1, True),
-        "profile": (0, math.inf, True),
-        "dropout": (0, 1, True),
-    }
-    BELOW_ONE = ("beta1", "beta2", "dropout")  # [0, 1): 1 itself is not allowed
-
-    def ranges(self) -> dict[str, tuple[float, float, bool]]:
-        """Every numeric option of this config and its allowed range."""
-        return {**{name: (1, MAX_SIZE, True) for name in self.POSITIVE}, **self.RANGES}
-
-    def validate(self) -> None:
-        """Raise ValueError with one clear line for a bad value: first the range of every numeric option
-        (NaN and infinity included), then the rules that tie options together, then what training would need
-        in memory."""
-        check_ranges(self, self.ranges(), self.BELOW_ONE)
-        if self.min_lr > self.lr:
-            raise ValueError(f"need --min-lr <= --lr, got lr={self.lr}, min_lr={self.min_lr}")
-        if self.lr_decay_iters is not None and self.lr_decay_iters < self.warmup_iters:
-            raise ValueError("--lr-decay-iters must be at least --warmup-iters")
-        if self.device != "cpu" and not self.device.startswith("cuda"):
-            raise ValueError(f"--device must be 'cpu' or 'cuda', got {self.device!r}")
-        if self.device.startswith("cuda"):
-
-            try:
-                cupy_module()
-            except RuntimeError as e:
-                raise ValueError(f"--device {self.device}: {e}") from None
-        if self.backend not in ("auto", "numpy", "numba"):
-            raise ValueError(f"--backend must be auto, numpy or numba, got {self.backend!r}")
-        width, heads = getattr(self, "d_model", None), getattr(self, "nhead", None)
-        if width is not None and heads is not None and width % heads:
-            raise ValueError(f"--d-model ({width}) must be divisible by --nhead ({heads})")
-        check_memory(self)
-
-
-def _option(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def check_ranges(cfg: Any, ranges: dict[str, tuple[float, float, bool]], below_one: tuple[str, ...] = ()) -> None:
-    """ValueError naming the option and its allowed range for the first value of `cfg` outside its range in
-    `ranges` (name -> (low, high, low allowed); high is allowed unless the name is in `below_one`). None passes
-    where a dataclass field's default is None (or, for an argparse Namespace, always); with a dataclass, every
-    other float field must be finite. A value of the wrong type (a string for a number) is refused too."""
-    is_config = dataclasses.is_dataclass(cfg)
-    defaults = {f.name: f.default for f in dataclasses.fields(cfg)} if is_config else dict.fromkeys(ranges)
-    for name, default in defaults.items():
-        value = getattr(cfg, name)
-        if name not in ranges:
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"{_option(name)} must be a finite number, got {value}")
-            continue
-        if value is None and default is None:
-            continue
-        low, high, low_ok = ranges[name]
-        high_ok = name not in below_one and high != math.inf  # infinity itself is never allowed
-        shown = f"{'[' if low_ok else '('}{low:g}, {'inf' if high == math.inf else high}{']' if high_ok else ')'}"
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{_option(name)} must be a number in {shown}, got {value!r}")
-        inside = (low <= value if low_ok else low < value) and (value <= high if high_ok else value < high)
-        if not inside or (isinstance(value, float) and not math.isfinite(value)):
-            raise ValueError(f"{_option(name)} must be in {shown}, got {value}")
-
-
-def memory_estimate(cfg: Any) -> int:
-    """A rough lower bound of the bytes training `cfg` needs, computed with Python ints (no overflow) from the
-    sizes any job's config has: float32 weights, gradients and AdamW's two moments (4 copies), and the
-    activations of one micro-batch kept for backward (per token and layer: ~16 widths, the feed-forward's
-    hidden units twice, and one attention row per head)."""
-    width = int(getattr(cfg, "n_embd", 0) or getattr(cfg, "d_model", 0) or 0)
-    layers = int(getattr(cfg, "n_layer", 0) or getattr(cfg, "num_layers", 0)
-                 or getattr(cfg, "num_encoder_layers", 0) + getattr(cfg, "num_decoder_layers", 0))
-    ff = int(getattr(cfg, "dim_feedforward", 0) or 4 * width)
-    heads = int(getattr(cfg, "n_head", 0) or getattr(cfg, "nhead", 0) or 1)
-    T = int(getattr(cfg, "block_size", 0) or 1)
-    vocab = int(getattr(cfg, "vocab_size", 0) or 256)
-    params = layers * (4 * width * width + 2 * width * ff) + vocab * width + T * width
-    tokens = int(cfg.batch_size) * T
-    activations = tokens * (layers * (16 * width + 2 * ff + heads * T) + 3 * vocab)
-    return 4 * (4 * params + activations)
-
-
-def check_memory(cfg: Any) -> None:
-    """ValueError when training `cfg` would need more memory than the machine has (before anything is
-    allocated: a typo such as --n-layer 1000000000 fails here, not in the allocator)."""
-    need, have = memory_estimate(cfg), checkpoint_schema.physical_memory()
-    if have is not None and need > have:
-        sizes = ", ".join(f"{_option(k)} {getattr(cfg, k)}" for k in ("n_layer", "num_layers", "n_embd", "d_model",
-                                                                      "block_size", "batch_size") if hasattr(cfg, k))
-        raise ValueError(f"training this model would need about {need / 2**30:,.1f} GiB of memory (weights, "
-                         f"gradients, optimizer state and activations; {sizes}), more than this machine's "
-                         f"{have / 2**30:,.1f} GiB")
 
 
 def check_out(cfg: LoopConfig) -> None:
@@ -200,15 +66,10 @@ def make_optimizer(model: Module, cfg: LoopConfig) -> AdamW:
 
 
 def saved_config(cls: type, doc: dict[str, Any]) -> Any:
-    """The job config `cls` saved in a checkpoint manifest (options it does not know are left out)."""
-    return cls(**{k: v for k, v in doc["train_config"].items() if k in cls.__dataclass_fields__})
-
-
-def model_config(cls: type, cfg: LoopConfig, **given: Any) -> Any:
-    """The model config `cls` built from a job config: every field of cls that the job config has under the
-    same name (d_model, nhead, dropout, ...), then `given` (what the data decides: vocabulary sizes, ...)."""
-    shared = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cls) if hasattr(cfg, f.name)}
-    return cls(**{**shared, **given})
+    """The job config `cls` saved in a checkpoint manifest. train_config is flat (the model's options beside
+    the job's, as the command line spells them: `flatten`); options `cls` does not know are left out."""
+    known = flat_defaults(cls)
+    return cls(**{k: v for k, v in doc["train_config"].items() if k in known})
 
 
 def resume_config(cls: type, out: str | Path, overrides: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
@@ -323,7 +184,7 @@ def save_checkpoint(out: Path, step: int, job: Job, opt: AdamW, cfg: LoopConfig,
                            f"NaN or infinity; not saved: the checkpoint in {out} is the last good one (try a "
                            "lower --lr or --grad-clip)")
     arrays, rest = _optim_split(opt)
-    manifest = {**job.manifest, "optimizer": rest, "train_config": asdict(cfg), "rng": rng}
+    manifest = {**job.manifest, "optimizer": rest, "train_config": flatten(cfg), "rng": rng}
     checkpoint.save(out, step, state, arrays, manifest)
 
 

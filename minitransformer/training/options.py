@@ -1,6 +1,8 @@
 """The command line's options: one table of nanoGPT's option names and ours, the argparse options built from
 the job configs' fields (every spelling: hyphens, underscores, `--key=value`), and the config files (TOML, and
-nanoGPT-style `.py` files read with `ast`, never run). __main__.py builds its parsers from these.
+nanoGPT-style `.py` files read with `ast`, never run). __main__.py builds its parsers from these. Options are
+flat: the model config a job's config holds gives its options under their own names (--n-layer, `n_layer = 4`),
+and the flat values build the nested config back (config.py).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from .. import backend, distributed
 from ..io import checkpoint
 from ..io.checkpoint import CheckpointError
-from .loop import LoopConfig
+from .config import LoopConfig, flat_defaults, flat_types
 
 HELP = {
     "data": "UTF-8 text file to train on (default: the Python standard library's sources)",
@@ -132,9 +134,8 @@ NANOGPT: dict[str, Alias] = {
 
 
 def _fields(cls: type) -> dict[str, Any]:
-    """The options of a config dataclass and their types."""
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name != "history"}
+    """The options of a config dataclass and their types, flat: its model config's options among them."""
+    return {name: kind for name, kind in flat_types(cls).items() if name != "history"}
 
 
 def _aliases(cls: type) -> dict[str, Alias]:
@@ -205,7 +206,7 @@ def add_config_options(p: argparse.ArgumentParser, cls: type, flags: dict[str, s
     --help shows the real ones. Fields outside `shown` (None: all) are accepted but not listed in --help.
     Returns the option strings that take a value; `flags` collects the booleans (flag -> its --no- form)."""
     helps = {**HELP, **(helps or {})}
-    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    defaults = flat_defaults(cls)
     takes_value = {"--config"}
     for name, kind in _fields(cls).items():
         text = helps.get(name, "")
