@@ -15,9 +15,7 @@ Training is loop.fit; evaluation prints accuracy, macro-F1 and the confusion mat
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,6 @@ import numpy as np
 
 from .. import creation
 from ..autograd import no_grad
-from ..io import checkpoint
 from ..nn import functional as F
 from ..nn import init
 from ..nn.layers import Embedding, LayerNorm, LearnedPositionalEmbedding, Linear
@@ -35,9 +32,10 @@ from ..nn.transformer import TransformerEncoder, TransformerEncoderLayer
 from ..ops import cat
 from ..tensor import Tensor
 from ..training.config import LoopConfig, check_heads, job_config, model_field
-from ..training.loop import Job, fit, prepare_run, resume_config, saved_config
+from ..training.loop import Job, saved_config
 from . import generators as G
 from .common import PAD, Vocab, confusion_matrix, format_confusion, macro_f1, pad_batch, read_tsv
+from .steps import build, fit_timed, load_trained, report_text, start_run
 
 TASKS = ("langid", "brackets")
 
@@ -215,10 +213,7 @@ def evaluate(model: TransformerClassifier, examples: list[tuple[str, str]], voca
 
 def train(cfg: ClassifyConfig, overrides: dict[str, Any] | None = None, progress: bool = True) -> dict[str, Any]:
     """Train (or resume) a classifier per `cfg`, then evaluate it on the held-out examples."""
-    resumed = None
-    if cfg.resume:
-        cfg, resumed = resume_config(ClassifyConfig, cfg.out, overrides)
-    prepare_run(cfg, progress)
+    cfg, resumed = start_run(cfg, overrides, progress)
     train_ex, test_ex, where = load_examples(cfg)
     if resumed:
         vocab = Vocab.from_dict(resumed["doc"]["tokenizer"])
@@ -230,10 +225,7 @@ def train(cfg: ClassifyConfig, overrides: dict[str, Any] | None = None, progress
     if unknown:
         raise ValueError(f"{where}: held-out labels never seen in training: {', '.join(unknown)}")
     max_len = max(len(t) for _, t in train_ex + test_ex)
-    mcfg = dataclasses.replace(cfg.model, vocab=len(vocab), n_classes=len(labels), max_len=max_len)
-    model = TransformerClassifier(mcfg)
-    if resumed:
-        model.load_state_dict(resumed["model"])
+    model = build(TransformerClassifier, cfg.model, resumed, vocab=len(vocab), n_classes=len(labels), max_len=max_len)
     data = {"train": LabelledData(train_ex, vocab, labels, max_len),
             "val": LabelledData(test_ex, vocab, labels, max_len)}
 
@@ -245,23 +237,17 @@ def train(cfg: ClassifyConfig, overrides: dict[str, Any] | None = None, progress
         return {"accuracy": evaluate(model, test_ex[:500], vocab, labels)["accuracy"]}
 
     n_params = sum(p.numel() for p in model.parameters())
-    job = Job(model, loss, {"task": "classify", "model_config": asdict(mcfg), "tokenizer": vocab.to_dict(),
+    job = Job(model, loss, {"task": "classify", "model_config": asdict(model.config), "tokenizer": vocab.to_dict(),
                             "labels": labels}, metrics=metrics,
               describe=f"data: {where}, {len(train_ex):,} training and {len(test_ex):,} held-out examples, "
                        f"{len(labels)} classes; model: {n_params / 1e6:.2f}M parameters")
-    t0 = time.perf_counter()
-    result = fit(cfg, job, resumed, progress)
-    train_seconds = time.perf_counter() - t0
-    return {**result, **evaluate(model, test_ex, vocab, labels), "model": model, "vocab": vocab, "labels": labels,
-            "train_seconds": train_seconds}
+    result = fit_timed(cfg, job, resumed, progress)
+    return {**result, **evaluate(model, test_ex, vocab, labels), "model": model, "vocab": vocab, "labels": labels}
 
 
 def load(out: str | Path) -> tuple[TransformerClassifier, Vocab, list[str], dict[str, Any]]:
-    doc, state = checkpoint.load_task(out, "classify", "a classifier's")
-    model = TransformerClassifier(ClassifierConfig(**doc["model_config"]))
-    with checkpoint.building(out, doc):  # a mismatch names the weight file, as a CheckpointError
-        model.load_state_dict(state)
-    return model.eval(), Vocab.from_dict(doc["tokenizer"]), doc["labels"], doc
+    model, doc = load_trained(out, "classify", "a classifier's", TransformerClassifier, ClassifierConfig)
+    return model, Vocab.from_dict(doc["tokenizer"]), doc["labels"], doc
 
 
 def classify(out: str | Path, texts: list[str]) -> list[str]:
@@ -297,9 +283,5 @@ def predict(out: str | Path, texts: list[str]) -> list[str]:
 
 
 def report(result: dict[str, Any]) -> str:
-    lines = [f"held-out accuracy {100 * result['accuracy']:.2f}%, macro-F1 {result['macro_f1']:.4f}",
-             result["confusion_text"]]
-    if "train_seconds" in result:
-        lines.insert(0, f"done: step {result['step']}, val loss {result['val_loss']:.4f}, trained in "
-                        f"{result['train_seconds']:.0f} s; checkpoint in {result['out']}")
-    return "\n".join(lines)
+    return report_text(result, [f"held-out accuracy {100 * result['accuracy']:.2f}%, macro-F1 "
+                                f"{result['macro_f1']:.4f}", result["confusion_text"]])

@@ -5,7 +5,6 @@ other jobs; docs/training.md walks through it.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import asdict
@@ -22,9 +21,10 @@ from ..nn.prune import apply_masks_
 from ..nn.quantized import apply_format
 from ..text.tokenizers import tokenizer_from_dict
 from ..training.config import LoopConfig, check_heads, job_config, model_field
-from ..training.loop import Job, fit, lr_at, prepare_run, resume_config
+from ..training.loop import Job, fit, lr_at
 from ..training.options import NANOGPT, Alias
 from .lm_data import prepare
+from .steps import build, start_run
 
 __all__ = ["TrainConfig", "load_model", "lr_at", "train"]
 
@@ -75,10 +75,7 @@ def train(cfg: TrainConfig, overrides: dict[str, Any] | None = None, progress: b
     `tokenizer` replaces the one built from the data.
     """
 
-    resumed = None
-    if cfg.resume:
-        cfg, resumed = resume_config(TrainConfig, cfg.out, overrides)
-    prepare_run(cfg, progress)
+    cfg, resumed = start_run(cfg, overrides, progress)
     if resumed:
         tokenizer = tokenizer_from_dict(resumed["doc"]["tokenizer"])
     w = distributed.world()
@@ -87,9 +84,7 @@ def train(cfg: TrainConfig, overrides: dict[str, Any] | None = None, progress: b
     data, tokenizer, source = prepare(cfg.data, Path(cfg.out), tokenizer, cfg.tokenizer, cfg.vocab_size)
     if w.is_main:
         w.barrier()
-    model = GPT(dataclasses.replace(cfg.model, vocab_size=tokenizer.vocab_size))  # --vocab-size is BPE's target
-    if resumed:
-        model.load_state_dict(resumed["model"])
+    model = build(GPT, cfg.model, resumed, vocab_size=tokenizer.vocab_size)  # --vocab-size is BPE's target
     extra, after_step = start(model) if start is not None else ({}, None)
     if resumed and "pruning" in resumed["doc"]:  # a pruned model's fine-tune: its zeros stay zeros
 

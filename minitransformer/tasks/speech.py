@@ -37,7 +37,6 @@ import numpy as np
 
 from .. import creation
 from ..autograd import no_grad
-from ..io import checkpoint
 from ..io.atomic import atomic_write_bytes
 from ..nn import functional as F
 from ..nn.layers import LayerNorm, Linear, sinusoidal_table
@@ -45,7 +44,8 @@ from ..nn.module import Module
 from ..nn.transformer import TransformerEncoder, TransformerEncoderLayer
 from ..tensor import Tensor
 from ..training.config import LoopConfig, check_heads, job_config, model_field
-from ..training.loop import Job, fit, prepare_run, resume_config
+from ..training.loop import Job
+from .steps import build, fit_timed, load_trained, report_text, start_run
 
 BLANK = 0
 ALPHABET = "0123456789"          # class c + 1 is ALPHABET[c]; class 0 is the blank
@@ -412,15 +412,9 @@ def evaluate(model: SpeechTransformer, split: dict[str, Any], beam: int = 1) -> 
 
 def train(cfg: SpeechTrainConfig, overrides: dict[str, Any] | None = None, progress: bool = True) -> dict[str, Any]:
     """Train (or resume) the speech model per `cfg`, then evaluate it on the held-out voices."""
-    resumed = None
-    if cfg.resume:
-        cfg, resumed = resume_config(SpeechTrainConfig, cfg.out, overrides)
-    prepare_run(cfg, progress)
+    cfg, resumed = start_run(cfg, overrides, progress)
     corpus = load_corpus(cfg.data_dir, cfg.n_train, cfg.n_test, cfg.test_voices, cfg.noise, cfg.seed, progress)
-    mcfg = cfg.model
-    model = SpeechTransformer(mcfg)
-    if resumed:
-        model.load_state_dict(resumed["model"])
+    model = build(SpeechTransformer, cfg.model, resumed)
     train_split, test_split = corpus["train"], corpus["test"]
     labels = {name: [encode(t) for t in s["text"]] for name, s in (("train", train_split), ("val", test_split))}
     feats = {"train": train_split["feats"], "val": test_split["feats"]}
@@ -446,25 +440,18 @@ def train(cfg: SpeechTrainConfig, overrides: dict[str, Any] | None = None, progr
 
     n_params = sum(p.numel() for p in model.parameters())
     frames = sum(len(f) for f in train_split["feats"])
-    job = Job(model, loss, {"task": "asr", "model_config": asdict(mcfg), "test_voices": corpus["test_voices"]},
+    job = Job(model, loss, {"task": "asr", "model_config": asdict(model.config), "test_voices": corpus["test_voices"]},
               metrics=metrics,
               describe=f"data: {len(train_split['text']):,} training utterances ({frames / 100 / 3600:.1f} h, "
                        f"{len(corpus['train_voices'])} voices) and {len(test_split['text']):,} test utterances "
                        f"({len(corpus['test_voices'])} other voices); model: {n_params / 1e6:.2f}M parameters",
               tokens_per_step=cfg.batch_size * cfg.grad_accum)
-    t0 = time.perf_counter()
-    result = fit(cfg, job, resumed, progress)
-    train_seconds = time.perf_counter() - t0
-    final = evaluate(model, test_split, cfg.beam)
-    return {**result, **final, "model": model, "train_seconds": train_seconds}
+    result = fit_timed(cfg, job, resumed, progress)
+    return {**result, **evaluate(model, test_split, cfg.beam), "model": model}
 
 
 def load(out: str | Path) -> tuple[SpeechTransformer, dict[str, Any]]:
-    doc, state = checkpoint.load_task(out, "asr", "a speech model's")
-    model = SpeechTransformer(SpeechConfig(**doc["model_config"]))
-    with checkpoint.building(out, doc):  # a mismatch names the weight file, as a CheckpointError
-        model.load_state_dict(state)
-    return model.eval(), doc
+    return load_trained(out, "asr", "a speech model's", SpeechTransformer, SpeechConfig)
 
 
 def evaluate_checkpoint(out: str | Path, beam: int = 1) -> dict[str, Any]:
@@ -506,7 +493,4 @@ def report(result: dict[str, Any]) -> str:
              f"{result['n_test']:,} utterances by held-out voices ({how})",
              "per voice: " + ", ".join(f"{v} {100 * e['cer']:.1f}%" for v, e in result["per_voice"].items()),
              "examples (reference -> transcript): " + "; ".join(f"{r} -> {p}" for r, p in result["examples"])]
-    if "train_seconds" in result:
-        lines.insert(0, f"done: step {result['step']}, val loss {result['val_loss']:.4f}, trained in "
-                        f"{result['train_seconds']:.0f} s; checkpoint in {result['out']}")
-    return "\n".join(lines)
+    return report_text(result, lines)

@@ -16,7 +16,6 @@ chrF. docs/tasks/translation.md has the measured results.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -27,7 +26,6 @@ import numpy as np
 
 from .. import creation
 from ..autograd import no_grad
-from ..io import checkpoint
 from ..nn import functional as F
 from ..nn import init
 from ..nn.layers import Embedding, Linear, SinusoidalPositionalEncoding
@@ -35,10 +33,11 @@ from ..nn.module import Module
 from ..nn.transformer import Transformer
 from ..tensor import Tensor
 from ..training.config import LoopConfig, check_heads, job_config, model_field
-from ..training.loop import Job, fit, prepare_run, resume_config, saved_config
+from ..training.loop import Job, saved_config
 from . import generators as G
 from .common import BOS, EOS, PAD, Vocab, chrf, exact_match, pad_batch, read_tsv
 from .decoding import beam_search, greedy
+from .steps import build, fit_timed, load_trained, report_text, start_run
 
 CORPORA = ("numbers-en", "numbers-fr", "dates")
 
@@ -262,10 +261,7 @@ def evaluate(model: Seq2SeqTransformer, pairs: list[tuple[str, str]], src: Vocab
 
 def train(cfg: TranslateConfig, overrides: dict[str, Any] | None = None, progress: bool = True) -> dict[str, Any]:
     """Train (or resume) a translation model per `cfg`, then evaluate it on the held-out pairs."""
-    resumed = None
-    if cfg.resume:
-        cfg, resumed = resume_config(TranslateConfig, cfg.out, overrides)
-    prepare_run(cfg, progress)
+    cfg, resumed = start_run(cfg, overrides, progress)
     train_pairs, test_pairs, where = load_pairs(cfg)
     if resumed:
         tok = resumed["doc"]["tokenizer"]
@@ -274,10 +270,8 @@ def train(cfg: TranslateConfig, overrides: dict[str, Any] | None = None, progres
         src_v, tgt_v = build_vocabs(cfg, train_pairs)
     longest = max(len(ids) for ids in [src_v.encode(s) for s, _ in train_pairs + test_pairs]
                   + [tgt_v.encode(t) for _, t in train_pairs + test_pairs]) + 12
-    mcfg = dataclasses.replace(cfg.model, src_vocab=len(src_v), tgt_vocab=len(tgt_v), max_len=max(longest, 64))
-    model = Seq2SeqTransformer(mcfg)
-    if resumed:
-        model.load_state_dict(resumed["model"])
+    model = build(Seq2SeqTransformer, cfg.model, resumed, src_vocab=len(src_v), tgt_vocab=len(tgt_v),
+                  max_len=max(longest, 64))
     data = {"train": PairData(train_pairs, src_v, tgt_v), "val": PairData(test_pairs, src_v, tgt_v)}
     probe = test_pairs[:200]  # a fixed subset decoded greedily at each evaluation
 
@@ -292,29 +286,23 @@ def train(cfg: TranslateConfig, overrides: dict[str, Any] | None = None, progres
         return {"exact_match": r["exact_match"], "chrf": r["chrf"]}
 
     n_params = sum(p.numel() for p in model.parameters())
-    job = Job(model, loss, {"task": "translate", "model_config": asdict(mcfg),
+    job = Job(model, loss, {"task": "translate", "model_config": asdict(model.config),
                             "tokenizer": {"src": src_v.to_dict(), "tgt": tgt_v.to_dict()}},
               metrics=metrics,
               describe=f"data: {where}, {len(train_pairs):,} training and {len(test_pairs):,} held-out pairs; "
                        f"vocabularies {len(src_v)} ({src_v.kind}) -> {len(tgt_v)} ({tgt_v.kind}); model: "
                        f"{n_params / 1e6:.2f}M parameters")
-    t0 = time.perf_counter()
-    result = fit(cfg, job, resumed, progress)
-    train_seconds = time.perf_counter() - t0
+    result = fit_timed(cfg, job, resumed, progress)
     final = evaluate(model, test_pairs, src_v, tgt_v, cfg.beam, cfg.length_penalty, cfg.max_decode_len)
     return {**result, "model": model, "src_vocab": src_v, "tgt_vocab": tgt_v, "test_pairs": test_pairs,
-            "exact_match": final["exact_match"], "chrf": final["chrf"], "predictions": final["predictions"],
-            "train_seconds": train_seconds}
+            "exact_match": final["exact_match"], "chrf": final["chrf"], "predictions": final["predictions"]}
 
 
 def load(out: str | Path) -> tuple[Seq2SeqTransformer, Vocab, Vocab, dict[str, Any]]:
     """The model and vocabularies of a translation checkpoint; raises CheckpointError."""
-    doc, state = checkpoint.load_task(out, "translate", "a translation model's")
-    model = Seq2SeqTransformer(Seq2SeqConfig(**doc["model_config"]))
-    with checkpoint.building(out, doc):  # a mismatch names the weight file, as a CheckpointError
-        model.load_state_dict(state)
+    model, doc = load_trained(out, "translate", "a translation model's", Seq2SeqTransformer, Seq2SeqConfig)
     tok = doc["tokenizer"]
-    return model.eval(), Vocab.from_dict(tok["src"]), Vocab.from_dict(tok["tgt"]), doc
+    return model, Vocab.from_dict(tok["src"]), Vocab.from_dict(tok["tgt"]), doc
 
 
 def translate(out: str | Path, texts: list[str], beam: int = 1, length_penalty: float = 0.6,
@@ -362,10 +350,7 @@ def report(result: dict[str, Any]) -> str:
     pairs = result.get("test_pairs") or result.get("pairs") or []
     lines = [f"held-out pairs: {len(pairs):,}; exact match {100 * result['exact_match']:.2f}%, "
              f"chrF {result['chrf']:.2f}"]
-    if "train_seconds" in result:
-        lines.insert(0, f"done: step {result['step']}, val loss {result['val_loss']:.4f}, trained in "
-                        f"{result['train_seconds']:.0f} s; checkpoint in {result['out']}")
     wrong = [(s, t, p) for (s, t), p in zip(pairs, result["predictions"], strict=True) if p != t][:5]
     for s, t, p in wrong:
         lines.append(f"  {s!r}: got {p!r}, expected {t!r}")
-    return "\n".join(lines)
+    return report_text(result, lines)

@@ -18,7 +18,6 @@ test images.
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import math
 import sys
@@ -31,7 +30,6 @@ import numpy as np
 
 from .. import creation
 from ..autograd import no_grad
-from ..io import checkpoint
 from ..nn import functional as F
 from ..nn import init
 from ..nn.layers import LayerNorm, Linear
@@ -40,8 +38,9 @@ from ..nn.transformer import TransformerEncoder, TransformerEncoderLayer
 from ..ops import cat
 from ..tensor import Tensor
 from ..training.config import LoopConfig, check_heads, job_config, model_field
-from ..training.loop import Job, fit, prepare_run, resume_config
+from ..training.loop import Job
 from .common import confusion_matrix, format_confusion, macro_f1
+from .steps import build, fit_timed, load_trained, report_text, start_run
 
 DATASETS = ("digits", "fashion-mnist")
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -258,18 +257,13 @@ def attention_figure(model: ViT, images: np.ndarray, labels: list[str], truth: n
 def train(cfg: ViTTrainConfig, overrides: dict[str, Any] | None = None, progress: bool = True,
           plot_attention: bool = False) -> dict[str, Any]:
     """Train (or resume) a ViT per `cfg`, then evaluate it on the test images."""
-    resumed = None
-    if cfg.resume:
-        cfg, resumed = resume_config(ViTTrainConfig, cfg.out, overrides)
-    prepare_run(cfg, progress)
+    cfg, resumed = start_run(cfg, overrides, progress)
     data = load_dataset(cfg.dataset)
     x_train, y_train = data["x_train"], data["y_train"]
     patch = cfg.patch_size or (2 if cfg.dataset == "digits" else 4)
-    mcfg = dataclasses.replace(cfg.model, image_size=x_train.shape[1], patch_size=patch, n_classes=len(data["labels"]),
-                               mean=float(x_train.mean()), std=float(x_train.std()))
-    model = ViT(mcfg)
-    if resumed:
-        model.load_state_dict(resumed["model"])
+    model = build(ViT, cfg.model, resumed, image_size=x_train.shape[1], patch_size=patch, n_classes=len(data["labels"]),
+                  mean=float(x_train.mean()), std=float(x_train.std()))
+    mcfg = model.config
     split = {"train": (x_train, y_train), "val": (data["x_test"], data["y_test"])}
 
     def loss(which: str, rng: np.random.Generator) -> Tensor:
@@ -289,15 +283,12 @@ def train(cfg: ViTTrainConfig, overrides: dict[str, Any] | None = None, progress
                        f"{mcfg.image_size}x{mcfg.image_size}, patches {patch}x{patch} ({side * side} tokens + class "
                        f"token); model: {n_params / 1e6:.2f}M parameters",
               tokens_per_step=cfg.batch_size * (side * side + 1) * cfg.grad_accum)
-    t0 = time.perf_counter()
-    result = fit(cfg, job, resumed, progress)
-    train_seconds = time.perf_counter() - t0
+    result = fit_timed(cfg, job, resumed, progress)
     final = evaluate(model, data["x_test"], data["y_test"], data["labels"])
     plot = None
     if plot_attention:
         plot = plot_attention_png(model, data, Path(cfg.out))
-    return {**result, **final, "model": model, "labels": data["labels"], "train_seconds": train_seconds,
-            "attention_png": str(plot) if plot else None}
+    return {**result, **final, "model": model, "labels": data["labels"], "attention_png": str(plot) if plot else None}
 
 
 def plot_attention_png(model: ViT, data: dict[str, Any], out: Path) -> Path | None:
@@ -311,11 +302,8 @@ def plot_attention_png(model: ViT, data: dict[str, Any], out: Path) -> Path | No
 
 
 def load(out: str | Path) -> tuple[ViT, list[str], dict[str, Any]]:
-    doc, state = checkpoint.load_task(out, "vit", "a ViT's")
-    model = ViT(ViTConfig(**doc["model_config"]))
-    with checkpoint.building(out, doc):  # a mismatch names the weight file, as a CheckpointError
-        model.load_state_dict(state)
-    return model.eval(), doc["labels"], doc
+    model, doc = load_trained(out, "vit", "a ViT's", ViT, ViTConfig)
+    return model, doc["labels"], doc
 
 
 def evaluate_checkpoint(out: str | Path) -> dict[str, Any]:
@@ -364,10 +352,7 @@ def predict(out: str | Path, files: list[str]) -> list[str]:
 def report(result: dict[str, Any]) -> str:
     lines = [f"test accuracy {100 * result['accuracy']:.2f}% on {result['n_test']:,} images, macro-F1 "
              f"{result['macro_f1']:.4f}", result["confusion_text"]]
-    if "train_seconds" in result:
-        lines.insert(0, f"done: step {result['step']}, val loss {result['val_loss']:.4f}, trained in "
-                        f"{result['train_seconds']:.0f} s; checkpoint in {result['out']}")
     if result.get("attention_png"):
         lines.append(f"attention map: {result['attention_png']}")
-    return "\n".join(lines)
+    return report_text(result, lines)
 
