@@ -1,0 +1,120 @@
+"""A change's cost, side by side: the baby GPT's training step (benchmarks/train_step.py's step) and its
+generation speed (ms per new token with the key/value cache, batch 1, 256 tokens of context), measured in this
+tree and in another revision (a git worktree), in separate processes that alternate.
+
+    python benchmarks/before_after.py --base REV            # prints a table; --out FILE also writes it
+
+Each process builds the model, warms up, and reports the median of its repetitions; the table gives the median
+over rounds of those, and each round's figure. One thread (OMP/OPENBLAS/NUMBA_NUM_THREADS=1) unless --threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _report import write_report  # benchmarks/ is the script's folder
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def worker(reps: int) -> dict:
+    """In a process whose PYTHONPATH names the tree under test: step and decode medians (ms)."""
+    sys.path.insert(0, os.environ["MT_TREE"])
+    import numpy as np
+
+    import minitransformer as mt
+
+    if not Path(mt.__file__).resolve().is_relative_to(Path(os.environ["MT_TREE"]).resolve()):
+        sys.exit(f"imported {mt.__file__}, not the tree under test {os.environ['MT_TREE']}")
+    from train_step import CONFIGS, make_steps
+
+    step = make_steps(CONFIGS["baby"], ["ours"])["ours"]
+    for _ in range(3):
+        step()
+    steps = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        step()
+        steps.append(time.perf_counter() - t0)
+    mt.manual_seed(0)
+    model = mt.nn.GPT(mt.nn.GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=512, vocab_size=65)).eval()
+    context = mt.tensor(np.random.default_rng(0).integers(0, 65, (1, 256)))
+    new = 64
+    model.generate(context, 8, top_k=1)
+    tokens = []
+    for _ in range(max(3, reps // 4)):
+        t0 = time.perf_counter()
+        model.generate(context, new, top_k=1)
+        tokens.append((time.perf_counter() - t0) / new)
+    return {"step_ms": statistics.median(steps) * 1e3, "token_ms": statistics.median(tokens) * 1e3}
+
+
+def spawn(tree: Path, threads: int, reps: int) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
+           "NUMBA_NUM_THREADS": str(threads), "PYTHONPATH": f"{tree}{os.pathsep}{ROOT / 'benchmarks'}",
+           "MT_TREE": str(tree)}
+    proc = subprocess.run([sys.executable, __file__, "--worker", str(reps)], env=env, capture_output=True,
+                          text=True, check=False)
+    if proc.returncode:
+        sys.exit(proc.stderr)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--base", help="the revision to compare against (a commit, tag or branch)")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker)))
+        return
+    if not args.base:
+        ap.error("--base REV is required")
+    rev = subprocess.run(["git", "rev-parse", "--short", args.base], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / "base"
+        subprocess.run(["git", "worktree", "add", "--detach", str(base), rev], cwd=ROOT, check=True,
+                       capture_output=True)
+        try:
+            runs: dict[str, list[dict]] = {"before": [], "after": []}
+            for _ in range(args.rounds):
+                runs["before"].append(spawn(base, args.threads, args.reps))
+                runs["after"].append(spawn(ROOT, args.threads, args.reps))
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT, check=False,
+                           capture_output=True)
+    lines = [f"# Before and after: {rev} against this tree ({head}, {time.strftime('%Y-%m-%d')})", "",
+             f"`python benchmarks/before_after.py --base {args.base}`: baby GPT (4 layers, 128 wide, block 64, "
+             f"batch 12) training step, and greedy generation with the cache at 256 tokens of context, batch 1; "
+             f"{args.threads} thread(s); {args.rounds} rounds of the two processes alternating, each the median of "
+             f"its repetitions; the table gives the median over rounds (each round in brackets).", "",
+             "| measure | before | after | after / before |", "|---|---:|---:|---:|"]
+    for key, label in (("step_ms", "training step, ms"), ("token_ms", "generation, ms per token")):
+        b = [r[key] for r in runs["before"]]
+        a = [r[key] for r in runs["after"]]
+        lines.append(f"| {label} | {statistics.median(b):.3f} ({', '.join(f'{v:.2f}' for v in b)}) | "
+                     f"{statistics.median(a):.3f} ({', '.join(f'{v:.2f}' for v in a)}) | "
+                     f"{statistics.median(a) / statistics.median(b):.3f}x |")
+    if args.out:
+        write_report(args.out, lines)
+    else:
+        print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
