@@ -250,3 +250,16 @@ def test_train_profile_prints_the_table_and_writes_the_trace(tmp_path):
     doc = json.loads((out / "trace.json").read_text())
     steps = [e for e in doc["traceEvents"] if e["name"].startswith("ProfilerStep#")]
     assert len(steps) == 2
+
+
+def test_the_docs_example_runs_and_prints_what_the_docs_show(tmp_path, monkeypatch, capsys):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "training.md").read_text()
+    section = text[text.index("## Where a training step's time goes"):]
+    code, shown = re.search(r"```python\n(.*?)```\n\n```text\n(.*?)```", section, re.S).groups()
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/training.md", "exec"), {})
+    assert capsys.readouterr().out == shown
+    assert json.loads((tmp_path / "trace.json").read_text())["traceEvents"]
