@@ -317,22 +317,23 @@ def test_translation_steps_and_refusals(tr: Any) -> None:
 
 
 # ---- the server and the command line -----------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def lm_url(lm: Any) -> Any:
-    server = make_server(lm[0], "127.0.0.1", 0)
+def _served(out: Any) -> Any:
+    """The explorer of checkpoint `out` on a free loopback port: yields its URL, then stops it."""
+    server = make_server(out, "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope="module")
+def lm_url(lm: Any) -> Any:
+    yield from _served(lm[0])
 
 
 @pytest.fixture(scope="module")
 def tr_url(tr: Any) -> Any:
-    server = make_server(tr[0], "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    yield from _served(tr[0])
 
 
 def fetch(url: str, method: str, path: str, body: bytes | None = None,
