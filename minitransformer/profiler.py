@@ -20,7 +20,7 @@ Python between its ops); `total` includes them. `key_averages()` groups events b
 with group_by_input_shape=True), as torch.profiler does, and `table()` prints them with torch's columns plus
 the share of the profiled wall-clock time ("% step"), FLOPs, GFLOP/s, GB/s, and the fraction of this
 machine's roofline the op reached ("% roof": achieved GFLOP/s over min(peak GFLOP/s, intensity x bandwidth),
-peaks measured by `machine_peak()` on first use). docs/training.md reads such a table.
+peaks measured by `machine_peak()` on first use). docs/training.md explains the columns.
 
 The profiler costs nothing when off: `Function.apply` and the backward engine test one module variable,
 which is None outside a profile block (benchmarks/roofline.py --overhead measures it).
@@ -68,7 +68,6 @@ FLOPS_PER_ELEMENT: dict[str, tuple[int, int]] = {   # op: (forward, backward) pe
     "LayerNorm": (8, 12),                               # mean, centre, square, sum, scale, shift
     "Sum": (1, 0), "Mean": (1, 0), "Var": (3, 3), "Std": (3, 3), "LogSumExp": (4, 3),
 }
-VIEW_OPS = frozenset({"Reshape", "Transpose", "Permute", "Expand", "GetItemView"})
 
 
 def _nbytes(arrays: Any) -> int:
@@ -84,22 +83,36 @@ def _attention_flops(lead: int, L: int, S: int, E: int, Ev: int, causal: bool) -
     return f, 2.5 * f
 
 
-def op_cost(name: str, ctx: Any, inputs: list[Any], out: Any, kwargs: dict[str, Any]) -> tuple[float, float]:
-    """(forward FLOPs, backward FLOPs) of one call of op `name`, from its arrays' shapes.
-    Matrix products count 2 FLOPs per multiply-add (2MNK); the backward of a product is one product per input
-    that needs a gradient. Elementwise ops use FLOPS_PER_ELEMENT; ops not listed (copies, indexing, views)
-    count 0: they only move memory."""
-    if name in ("Linear", "QLinear"):
+def op_cost(name: str, inputs: list[Any], out: Any, kwargs: dict[str, Any], needs: list[bool]) -> tuple[float, float]:
+    """(forward FLOPs, backward FLOPs) of one call of op `name`, from its arrays' shapes; `needs[i]`: whether
+    input i takes a gradient. Matrix products count 2 FLOPs per multiply-add (2MNK); the backward of a product
+    is one product of the same size per input that needs a gradient. Elementwise ops use FLOPS_PER_ELEMENT; ops
+    not listed (copies, indexing, views) count 0: they only move memory."""
+    if name == "Linear":
         x, w = inputs[0], inputs[1]
         n = x.size // x.shape[-1]
-        m, k = (w.shape[0], x.shape[-1]) if name == "Linear" else (out.shape[-1], x.shape[-1])
-        f = 2.0 * n * m * k + (n * m if len(inputs) > 2 else 0)
-        return f, 2.0 * f
+        gemm = 2.0 * n * w.shape[0] * x.shape[-1]                        # (n, in) @ (in, out)
+        bias = n * w.shape[0] if len(inputs) > 2 else 0
+        return gemm + bias, gemm * (needs[0] + needs[1]) + (bias if len(needs) > 2 and needs[2] else 0)
+    if name == "QLinear":                                                  # the integer weights take no gradient
+        x = inputs[0]
+        gemm = 2.0 * (x.size // x.shape[-1]) * out.shape[-1] * x.shape[-1]
+        return gemm, gemm * needs[0]
     if name == "MatMul":
-        a = inputs[0]
-        return 2.0 * out.size * a.shape[-1], 4.0 * out.size * a.shape[-1]
+        gemm = 2.0 * out.size * inputs[0].shape[-1]
+        return gemm, gemm * (needs[0] + needs[1])
     if name == "Einsum":
-        return 2.0 * out.size * max(1, max((a.size for a in inputs), default=1) // max(out.size, 1)), 0.0
+        # every combination of the letters' sizes is one multiply-add; each input's gradient is another einsum
+        # of the same letters
+        terms = kwargs["terms"]
+        sizes = {c: n for t, a in zip(terms, inputs, strict=False) if a.ndim == len(t)
+                 for c, n in zip(t, a.shape, strict=True)}
+        letters = {c for t in terms for c in t} | set(kwargs["out_term"])
+        n = 1.0
+        for c in letters:
+            n *= sizes.get(c, 1)
+        f = 2.0 * n if len(terms) > 1 else float(max(a.size for a in inputs))
+        return f, f * sum(needs)
     if name == "Attention":
         q, k, v = inputs[:3]
         lead = q.size // (q.shape[-1] * q.shape[-2])
@@ -115,8 +128,8 @@ def op_cost(name: str, ctx: Any, inputs: list[Any], out: Any, kwargs: dict[str, 
     per = FLOPS_PER_ELEMENT.get(name)
     if per is None or out is None or not hasattr(out, "size"):
         return 0.0, 0.0
-    n = max(out.size, max((getattr(a, "size", 0) for a in inputs), default=0)) if name in ("Sum", "Mean", "Var",
-                                                                                    "Std", "LogSumExp") else out.size
+    reduces = name in ("Sum", "Mean", "Var", "Std", "LogSumExp")   # work per input element, not per output one
+    n = max((getattr(a, "size", 0) for a in inputs), default=0) if reduces else out.size
     return float(per[0] * n), float(per[1] * n)
 
 
@@ -423,14 +436,21 @@ class profile:
     def _end(self, ev: Event) -> None:
         ev.end_us = self._now()
         stack = self._stack.open
-        while stack and stack[-1] is not ev:                # a region left without its exit (an exception)
-            stack.pop()
-        if stack:
+        if ev in stack:
+            while stack[-1] is not ev:                      # regions left without their exit (an exception)
+                stack.pop()
             stack.pop()
         if stack:
             stack[-1].child_us += ev.cpu_time_total
         with self._lock:
             self.events.append(ev)
+
+    def _overhead(self, t0: int) -> None:
+        """Charge the profiler's own bookkeeping since perf_counter_ns() t0 to no one: the enclosing event's
+        child time grows by it, so a region's self time stays the Python between its ops."""
+        stack = self._stack.open
+        if stack:
+            stack[-1].child_us += (time.perf_counter_ns() - t0) / 1e3
 
     # hooks called by autograd while this profile is active
     def run_op(self, cls: type, inputs: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -439,17 +459,19 @@ class profile:
             out = cls._apply(inputs, kwargs)
         finally:
             self._end(ev)
+        t0 = time.perf_counter_ns()
         arrays = [t.data for t in inputs]
         data = out.data
-        name = cls.__name__
         if self.record_shapes:
             ev.input_shapes = tuple(tuple(a.shape) for a in arrays)
-        fwd, bwd = op_cost(name, out._ctx, arrays, data, kwargs)
+        ctx = out._ctx
+        fwd, bwd = op_cost(cls.__name__, arrays, data, kwargs, [t.requires_grad for t in inputs])
         ev.flops = fwd
-        ev.bytes = 0 if name in VIEW_OPS else _nbytes(arrays) + int(getattr(data, "nbytes", 0))
+        ev.bytes = 0 if cls.is_view else _nbytes(arrays) + int(getattr(data, "nbytes", 0))
         ev.tier = _tier(cls, arrays)
-        if out._ctx is not None:
-            out._ctx._prof = (bwd, ev.input_shapes, ev.tier)  # what the backward event reports
+        if ctx is not None:
+            ctx._prof = (bwd, ev.input_shapes, ev.tier)  # what the backward event reports
+        self._overhead(t0)
         return out
 
     def run_backward(self, ctx: Any, dout: Any) -> tuple[Any, ...]:
@@ -461,13 +483,15 @@ class profile:
             grads = ctx.backward(dout)
         finally:
             self._end(ev)
+        t0 = time.perf_counter_ns()
         ev.flops, ev.input_shapes, ev.tier = saved
         # bytes: dout and what the op saved are read, each new gradient written; a gradient passed through
         # unchanged (Add's) costs nothing
         saved_inputs = range(len(ins)) if ctx.saves_inputs is None else ctx.saves_inputs
         written = [g for g in grads if g is not None and g is not dout]
-        if name not in VIEW_OPS and written:
+        if not ctx.is_view and written:
             ev.bytes = int(dout.nbytes) + _nbytes(ins[i].data for i in saved_inputs) + _nbytes(written)
+        self._overhead(t0)
         return grads
 
     def region(self, name: str, kind: str = "region") -> Event:

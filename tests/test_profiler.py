@@ -43,6 +43,19 @@ def test_matmul_forward_and_backward_events_with_flops_and_shapes():
     assert bwd.input_shapes == fwd.input_shapes
 
 
+def test_backward_flops_count_only_the_gradients_taken():
+    x = mt.randn(5, 7)                                      # no gradient: only dweight = g^T x is computed
+    w = mt.randn(3, 7, requires_grad=True)
+    a = mt.randn(2, 3, 4, requires_grad=True)
+    b = mt.randn(2, 4, 5)
+    with mt.profiler.profile() as prof:
+        mt.nn.functional.linear(x, w).sum().backward()
+        mt.einsum("bij,bjk->bik", a, b).sum().backward()
+    flops = {e.name: e.flops for e in prof.events}
+    assert flops["Linear"] == flops["LinearBackward"] == 2 * 5 * 3 * 7
+    assert flops["Einsum"] == flops["EinsumBackward"] == 2 * 2 * 3 * 4 * 5   # b, i, j, k: one multiply-add each
+
+
 def test_attention_flops_counted_from_the_shapes():
     B, H, L, S, E = 2, 3, 4, 6, 5
     q, k, v = (mt.randn(B, H, n, E) for n in (L, S, S))
@@ -66,11 +79,13 @@ def test_self_time_excludes_nested_events_and_regions_nest():
     inside_inner = [e for e in prof.events
                     if e.kind == "op" and inner.start_us <= e.start_us and e.end_us <= inner.end_us]
     assert {e.name for e in inside_inner} == {"MatMul", "ReLU"}
-    assert inner.child_us == pytest.approx(sum(e.cpu_time_total for e in inside_inner))
+    # child time: the ops inside, plus the profiler's own bookkeeping after each (charged to no one)
+    assert inner.child_us >= sum(e.cpu_time_total for e in inside_inner)
+    assert inner.child_us <= inner.cpu_time_total
     assert inner.self_cpu_time_total == pytest.approx(inner.cpu_time_total - inner.child_us)
     direct = [e for e in prof.events if e is not outer and e.kind != "step" and outer.start_us <= e.start_us
               and e.end_us <= outer.end_us and not (inner.start_us <= e.start_us and e.end_us <= inner.end_us)]
-    assert outer.child_us == pytest.approx(sum(e.cpu_time_total for e in direct) + inner.cpu_time_total)
+    assert outer.child_us >= sum(e.cpu_time_total for e in direct) + inner.cpu_time_total
     assert all(e.self_cpu_time_total >= 0 for e in prof.events)
 
 
@@ -104,10 +119,9 @@ def test_table_has_torch_columns_and_the_roofline_columns():
         assert col in header
     rows = table.splitlines()[3:8]
     assert len(rows) == 5
-    selfs = [e.self_cpu_time_total for e in sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)][:5]
-    assert [r.split()[0] for r in rows] == [e.key for e in sorted(prof.key_averages(),
-                                                                  key=lambda e: -e.self_cpu_time_total)][:5]
-    assert selfs == sorted(selfs, reverse=True)
+    by_key = {e.key: e.self_cpu_time_total for e in prof.key_averages()}
+    shown = [by_key[r.split()[0]] for r in rows]                 # the rows' own order, looked up independently
+    assert shown == sorted(by_key.values(), reverse=True)[:5]
     assert "Self CPU time total" in table and "Machine peak" in table
     with pytest.raises(ValueError, match="sort_by='nope' is not a column"):
         prof.key_averages().table(sort_by="nope")

@@ -82,8 +82,9 @@ def resume_config(cls: type, out: str | Path, overrides: dict[str, Any] | None) 
                          f"`minitransformer {doc.get('written_by', 'quantize')}` for inference); train from "
                          "the checkpoint it was made from")
     saved = saved_config(cls, doc)
-    return dataclasses.replace(saved, **(overrides or {}), resume=True), {"doc": doc, "model": loaded[1],
-                                                                            "optim": loaded[2]}
+    # --profile is for the run that asks for it: a resumed run profiles only when told again
+    again = {"profile": 0, **(overrides or {}), "resume": True}
+    return dataclasses.replace(saved, **again), {"doc": doc, "model": loaded[1], "optim": loaded[2]}
 
 
 @dataclass
@@ -285,14 +286,16 @@ def fit(cfg: LoopConfig, job: Job, resumed: dict[str, Any] | None = None, progre
     with _StopRequest() as stop, profiling:
         while True:
             if cfg.eval_only or step % cfg.eval_interval == 0 or step == cfg.max_iters:
-                values = evaluate()
+                with profiler.record_function("evaluate"):  # inside a --profile window: its own row
+                    values = evaluate()
                 extra = "".join(f", {k} {v:.4f}" for k, v in values.items() if k not in ("train", "val"))
                 say(f"step {step}: train loss {values['train']:.4f}, val loss {values['val']:.4f}{extra}")
                 if cfg.eval_only:
                     break
                 cfg.history.append({"step": step, **values})
                 if step > 0 and (cfg.always_save_checkpoint or values["val"] < best_val):
-                    save_checkpoint(out, step, job, opt, cfg, batch_rng, w)
+                    with profiler.record_function("save_checkpoint"):
+                        save_checkpoint(out, step, job, opt, cfg, batch_rng, w)
                 best_val = min(best_val, values["val"])
             if step >= cfg.max_iters or stop.requested:
                 break
@@ -307,31 +310,29 @@ def fit(cfg: LoopConfig, job: Job, resumed: dict[str, Any] | None = None, progre
                 with profiler.record_function("backward"):
                     # the mean over grad_accum micro-batches: each contributes 1/grad_accum of the gradient
                     (loss / cfg.grad_accum).backward()
-            timed = profiler.record_function("optimizer")
-            timed.__enter__()
-            w.allreduce_mean_grads(params)  # the mean over ranks: the same step on every rank
-            # the norm of every gradient together (clipped to grad_clip; inf: measured only): a NaN or infinity
-            # anywhere in the loss or the gradients shows here, before the optimizer step spreads it to the weights
-            norm = float(clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else math.inf).item())
-            last_loss = loss.item()
-            if not (math.isfinite(last_loss) and math.isfinite(norm)):
-                what = f"loss {last_loss}, gradient norm {norm}"
-                if not cfg.skip_nonfinite:
-                    raise RuntimeError(f"step {step}: non-finite {what}; stopped before the weights changed, the "
-                                       f"last good checkpoint in {out} is kept (try a lower --lr or --grad-clip, "
-                                       "or --skip-nonfinite to skip such steps)")
-                opt.zero_grad(set_to_none=True)  # as GradScaler does: no update this step, the schedule goes on
-                skipped += 1
-                step += 1
-                say(f"step {step - 1}: skipped ({what}); {skipped} step(s) skipped so far")
-                continue
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            if job.after_step is not None:
-                job.after_step()
-            timed.__exit__(None, None, None)
+            with profiler.record_function("optimizer"):
+                w.allreduce_mean_grads(params)  # the mean over ranks: the same step on every rank
+                # the norm of every gradient together (clipped to grad_clip; inf: measured only): a NaN or
+                # infinity anywhere in the loss or the gradients shows here, before the optimizer step spreads it
+                norm = float(clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else math.inf).item())
+                last_loss = loss.item()
+                finite = math.isfinite(last_loss) and math.isfinite(norm)
+                if finite:
+                    opt.step()
+                elif not cfg.skip_nonfinite:
+                    raise RuntimeError(f"step {step}: non-finite loss {last_loss}, gradient norm {norm}; stopped "
+                                       f"before the weights changed, the last good checkpoint in {out} is kept (try "
+                                       "a lower --lr or --grad-clip, or --skip-nonfinite to skip such steps)")
+                opt.zero_grad(set_to_none=True)  # skipped: no update, as GradScaler does; the schedule goes on
+                if finite and job.after_step is not None:
+                    job.after_step()
             step += 1
             profiling.after(step)
+            if not finite:
+                skipped += 1
+                say(f"step {step - 1}: skipped (loss {last_loss}, gradient norm {norm}); {skipped} step(s) skipped "
+                    "so far")
+                continue
             dt = time.perf_counter() - t0
             speed = f"{job.tokens_per_step * w.size / dt:,.0f} tok/s" if job.tokens_per_step else ""
             log.update(step, cfg.max_iters, f"loss {last_loss:.4f} lr {lr:.2e} {dt * 1e3:.0f} ms/step"
@@ -372,12 +373,12 @@ class StepProfiler:
         if step >= self.start + self.steps:
             self.finish()
 
-    def finish(self) -> None:
+    def finish(self, report: bool = True) -> None:
         prof, self.prof, self.steps = self.prof, None, 0
         if prof is None:
             return
         prof.__exit__(None, None, None)
-        if self.say is None:
+        if self.say is None or not report:
             return
         self.out.mkdir(parents=True, exist_ok=True)
         prof.export_chrome_trace(self.out / "trace.json")
@@ -386,8 +387,10 @@ class StepProfiler:
                  "open it in Perfetto or chrome://tracing):\n"
                  + prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
 
-    def __exit__(self, *exc: object) -> None:
-        self.finish()  # a run that stopped inside the window still reports what it recorded
+    def __exit__(self, exc_type: type | None, *exc: object) -> None:
+        # a run stopped by Ctrl-C inside the window still reports what it recorded; one that failed only closes
+        # the profile, so that nothing here can hide its error
+        self.finish(report=exc_type is None)
 
 
 def _plot(history: list[dict[str, float]], out: Path) -> None:
