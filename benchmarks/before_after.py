@@ -1,5 +1,6 @@
 """A change's cost, side by side: the baby GPT's training step (benchmarks/train_step.py's step) and its
-generation speed (ms per new token with the key/value cache, batch 1, 256 tokens of context), measured in this
+generation speed (greedy, batch 1, with the key/value cache: the time of a 256-token prompt's pass and 64 new
+tokens, divided by the 64 tokens), measured in this
 tree and in another revision (a git worktree), in separate processes that alternate.
 
     python benchmarks/before_after.py --base REV            # prints a table; --out FILE also writes it
@@ -100,7 +101,8 @@ def main() -> None:
                            capture_output=True)
     lines = [f"# Before and after: {rev} against this tree ({head}, {time.strftime('%Y-%m-%d')})", "",
              f"`python benchmarks/before_after.py --base {args.base}`: baby GPT (4 layers, 128 wide, block 64, "
-             f"batch 12) training step, and greedy generation with the cache at 256 tokens of context, batch 1; "
+             f"batch 12) training step, and greedy generation with the cache: a 256-token prompt and 64 new tokens, "
+             f"batch 1, the whole time over the 64 tokens; "
              f"{args.threads} thread(s); {args.rounds} rounds of the two processes alternating, each the median of "
              f"its repetitions; the table gives the median over rounds (each round in brackets).", "",
              "| measure | before | after | after / before |", "|---|---:|---:|---:|"]

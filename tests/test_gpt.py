@@ -117,10 +117,16 @@ def test_decode_step_equals_the_models_forward(bias):
         generation.decode_step(model, prompt, 0, caches)
         got = generation.decode_step(model, np.array(new), prompt.shape[1], caches)           # (B, 1, V)
         whole = np.concatenate([prompt, new], axis=1)
+        seen = []  # layer 0's packed q, k, v of the whole sequence, from the model's own forward
+        c_attn = model.transformer.h[0].attn.c_attn
+        hook = c_attn.register_forward_hook(lambda m, a, out, seen=seen: seen.append(out.numpy()))
         with mt.no_grad():
             want, _ = model(mt.tensor(whole), targets=mt.tensor(whole))                         # (B, T, V)
+        hook.remove()
         np.testing.assert_allclose(got[:, 0], want.numpy()[:, -1], rtol=1e-5, atol=1e-6)
-        assert caches[0]["k"].shape == (2, 2, whole.shape[1], 4)
+        B, T = whole.shape
+        keys = seen[0][:, :, 8:16].reshape(B, T, 2, 4).transpose(0, 2, 1, 3)                   # (B, nh, T, hs)
+        np.testing.assert_allclose(caches[0]["k"].numpy(), keys, rtol=1e-5, atol=1e-6)
 
 
 def test_generation_records_no_graph(monkeypatch):

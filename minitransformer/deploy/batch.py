@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..autograd import no_grad
-from ..nn.generation import decode_step, new_caches
+from ..nn.generation import decode_step, left_pad, new_caches
 from ..nn.gpt import GPT
 from ..tensor import Tensor
 
@@ -46,12 +46,7 @@ def prefill(model: GPT, prompts: list[list[int]]) -> tuple[np.ndarray, list[dict
     """New prompts in one pass, left-padded to one length as GPT.generate_batch does (each cropped to its last
     block_size tokens, as GPT.generate does) -> (logits of each one's last position (K, V), their caches (K rows),
     first (K,): the column where each row's tokens begin)."""
-    rows = [p[-model.config.block_size:] for p in prompts]
-    L = max(len(r) for r in rows)
-    tokens = np.zeros((len(rows), L), dtype=np.int64)                             # (K, L), left-padded
-    for i, r in enumerate(rows):
-        tokens[i, L - len(r):] = r
-    first = np.array([L - len(r) for r in rows], dtype=np.int64)
+    tokens, first = left_pad([p[-model.config.block_size:] for p in prompts])   # (K, L), left-padded
     caches = new_caches(model)
     logits = decode_step(model, tokens, 0, caches, first)                         # (K, 1, V), no graph
     return logits[:, 0], caches, first

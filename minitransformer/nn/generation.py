@@ -73,14 +73,15 @@ def decode_step(model: Any, idx: Any, start: int, caches: list[dict[str, Any]], 
     `first` (B,): where each row's tokens begin when the rows were left-padded to one length (batched
     generation); a row's positions count from there and its padding is never attended to."""
     B, T = idx.shape
-    xp = array_module(idx)
+    xp = array_module(model.lm_head.weight.data)                                    # where the weights are
+    idx = xp.asarray(idx)
     nh = model.config.n_head
     hs = model.config.n_embd // nh
     scale = 1.0 / math.sqrt(hs)
     if "plan" not in caches[0]:
         caches[0]["plan"] = _plan(model)
     blocks, (wte, wpe, ln_f, lm_head) = caches[0]["plan"]
-    first = xp.zeros(B, np.int64) if first is None else first                       # no padding: rows start at 0
+    first = xp.zeros(B, np.int64) if first is None else xp.asarray(first)           # no padding: rows start at 0
     pos = xp.maximum(xp.arange(start, start + T)[None, :] - first[:, None], 0)       # (B, T)
     mask = None
     if T > 1:
@@ -172,14 +173,20 @@ def generate_batch(model: Any, prompts: list[list[int]], max_new_tokens: int, te
     CPU."""
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("generate_batch needs at least one prompt, each of at least one token")
-    width = max(len(p) for p in prompts)
-    tokens = np.full((len(prompts), width), pad_id, dtype=np.int64)             # (B, width), left-padded
-    for i, p in enumerate(prompts):
-        tokens[i, width - len(p):] = p
-    first = np.array([width - len(p) for p in prompts], dtype=np.int64)
+    tokens, first = left_pad(prompts, pad_id)
     new = list(generate_stream(model, Tensor(tokens), max_new_tokens, temperature, top_k, top_p, use_cache,
                                first=first))
     return np.concatenate([t.numpy() for t in new], axis=1).tolist() if new else [[] for _ in prompts]
+
+
+def left_pad(prompts: list[list[int]], pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Prompts of any lengths as one batch: (tokens (B, width) left-padded with pad_id, first (B,): the column
+    where each row's tokens begin), the layout decode_step's `first` describes."""
+    width = max(len(p) for p in prompts)
+    tokens = np.full((len(prompts), width), pad_id, dtype=np.int64)
+    for i, p in enumerate(prompts):
+        tokens[i, width - len(p):] = p
+    return tokens, np.array([width - len(p) for p in prompts], dtype=np.int64)
 
 
 def sample_next(logits: Any, temperature: float = 1.0, top_k: int | None = None,
