@@ -379,7 +379,6 @@ def cmd_export(args: argparse.Namespace) -> None:
     if (args.onnx is None) == (args.hf is None):
         raise ValueError("export: give one of --onnx FILE (an ONNX graph) or --hf DIR (a Hugging Face GPT-2 directory)")
     if args.hf is not None:
-
         print(export_hf(args.out, args.hf))
         return
     from .deploy.onnx_export import export_checkpoint  # loaded by its command only: the CLI starts fast
@@ -595,7 +594,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # the reader went away (`... | head`): stop quietly, as other tools do
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as e:  # a file that cannot be read or written: its name and the system's reason

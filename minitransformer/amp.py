@@ -40,7 +40,6 @@ class GradScaler:
         self._device = str(device).split(":")[0]
         self._enabled = bool(enabled)
         if self._enabled and self._device == "cuda":
-
             if not is_available():
                 warnings.warn("torch.cuda.amp.GradScaler is enabled, but CUDA is not available.  Disabling.",
                               stacklevel=2)

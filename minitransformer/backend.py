@@ -49,7 +49,7 @@ def _numba_available() -> bool:
     """True when Numba imports; without it `auto` silently means numpy."""
     if "numba" not in _found:
         try:
-            import numba  # noqa: F401, PLC0415
+            import numba  # noqa: F401, PLC0415 (optional dependency)
 
             _found["numba"] = True
         except ImportError:
@@ -61,7 +61,6 @@ def _cuda_available() -> bool:
     """True when CuPy imports and sees a GPU (checked once)."""
     if "cuda" not in _found:
         try:
-
             cupy_module()
             _found["cuda"] = True
         except (RuntimeError, ValueError):

@@ -329,7 +329,7 @@ def is_initialized() -> bool:
 
 def is_mpi_available() -> bool:
     try:
-        import mpi4py  # noqa: F401
+        import mpi4py  # noqa: F401 (optional dependency)
     except ImportError:
         return False
     return True

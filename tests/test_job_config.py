@@ -65,7 +65,6 @@ def test_the_defaults_are_the_baby_gpt_of_minitransformer_train():
 
 def test_a_model_option_with_the_name_of_a_job_field_is_refused_when_the_class_is_defined():
     with pytest.raises(TypeError, match=r"the model option\(s\) dropout of Clash.model have the name of a field"):
-
         @job_config
         class Clash(LoopConfig):
             dropout: float = 0.5
@@ -77,7 +76,6 @@ def test_a_model_option_with_the_name_of_a_job_field_is_refused_when_the_class_i
         seed: int = 0
 
     with pytest.raises(TypeError, match=r"the model option\(s\) seed of LoopClash.model"):
-
         @job_config
         class LoopClash(LoopConfig):  # the loop's own fields count too
             model: Tiny = model_field(Tiny(), options=("width", "seed"))

@@ -2,7 +2,7 @@
 
 quantize_checkpoint  a trained checkpoint -> a new one whose Linears (and optionally the tied embedding)
                      hold int8 or 4-bit weights (nn/quantized.py); the manifest's "quantization" entry
-                     says which, and train.load_model (so `sample`, `serve`, `eval`) rebuilds them.
+                     says which, and tasks/language_model.load_model (so `sample`, `serve`, `eval`) rebuilds them.
 prune_checkpoint     -> a new checkpoint with the smallest weights and/or the least important heads zeroed
                      (nn/prune.py), optionally fine-tuned for a few steps with the zeros held in place.
 evaluate             the validation loss over every window of the validation split (deterministic, so

@@ -233,11 +233,9 @@ def export_checkpoint(out: str | Path, path: str | Path) -> str:
 
     task = checkpoint.read_manifest(out).get("task", "lm")
     if task == "lm":
-
         export_gpt(load_model(out)[0], path)  # a quantized model is refused there, layer named
         return "GPT"
     if task == "translate":
-
         export_seq2seq(load(out)[0], path)
         return "encoder-decoder Transformer"
     raise ValueError(f"{out}: ONNX export covers language models and translation models, not a {task} checkpoint")

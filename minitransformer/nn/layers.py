@@ -82,7 +82,6 @@ class Embedding(Module):
     def reset_parameters(self) -> None:
         init.normal_(self.weight)
         if self.padding_idx is not None:
-
             with no_grad():
                 self.weight[self.padding_idx] = 0.0
 

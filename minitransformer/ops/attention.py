@@ -92,7 +92,6 @@ def attention(q: Tensor, k: Tensor, v: Tensor, blocked: Any = None, bias: Any = 
     return Attention.apply(q, k, v, mask=mask, scale=scale, causal=causal)
 
 
-
 def decode_attention(q: Any, k: Any, v: Any, first: Any, scale: float, length: int) -> Any:
     """One generation step's attention on plain arrays: q (B, nh, hs), the cached keys and values k, v
     (B, nh, cap, hs) of which the first `length` are filled -> (B, nh, hs); row b sees keys first[b] on."""

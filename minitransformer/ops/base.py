@@ -20,7 +20,6 @@ def as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
     arr = to_array(x)
     if like is not None:
         if device_of(arr) != like.device:
-
             arr = to_device(arr, like.device)
         if arr.dtype.kind == "f" and like.dtype.kind == "f" and arr.dtype != like.dtype:
             arr = arr.astype(like.dtype)  # a raw scalar or array adopts the tensor's precision

@@ -22,7 +22,7 @@ def _scatter_add(xp: Any, target: Any, index: Any, values: Any) -> None:
     if xp is np:
         np.add.at(target, index, values)
     else:  # CuPy
-        import cupyx  # noqa: PLC0415
+        import cupyx  # noqa: PLC0415 (CuPy arrays only: an optional dependency)
 
         cupyx.scatter_add(target, index, values)
 

@@ -14,6 +14,7 @@ from .base import as_tensor
 
 class LayerNorm(Function):
     kernels = ("layernorm_forward", "layernorm_backward")
+
     def forward(self, x, *affine, eps, n_norm, has_weight, has_bias):
         weight = affine[0] if has_weight else None
         bias = affine[-1] if has_bias else None

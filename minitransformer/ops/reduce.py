@@ -194,7 +194,6 @@ class ValuesIndices(NamedTuple):
 def _extreme(input: Tensor, dim: Any, keepdim: bool, largest: bool) -> Any:
     name = "max" if largest else "min"
     if isinstance(dim, Tensor):  # max(other): elementwise
-
         return (maximum if largest else minimum)(input, dim)
     if dim is None:
         if input.numel() == 0:

@@ -87,7 +87,6 @@ def train(cfg: TrainConfig, overrides: dict[str, Any] | None = None, progress: b
     model = build(GPT, cfg.model, resumed, vocab_size=tokenizer.vocab_size)  # --vocab-size is BPE's target
     extra, after_step = start(model) if start is not None else ({}, None)
     if resumed and "pruning" in resumed["doc"]:  # a pruned model's fine-tune: its zeros stay zeros
-
         params = dict(model.named_parameters())
         masks = {n: params[n].numpy() != 0 for n in resumed["doc"]["pruning"]["params"]}
         extra, after_step = {"pruning": resumed["doc"]["pruning"]}, lambda: apply_masks_(model, masks)
@@ -116,7 +115,6 @@ def load_model(out: str | Path, allow_nonfinite: bool = False) -> tuple[GPT, Any
     model = GPT(GPTConfig(**doc["model_config"]))
     with checkpoint.building(out, doc):
         if "quantization" in doc:  # integer weights and scales in place of the float Linears
-
             apply_format(model, doc["quantization"])
         model.load_state_dict(state)
     return model.eval(), tokenizer_from_dict(doc["tokenizer"]), doc

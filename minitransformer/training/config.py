@@ -178,7 +178,6 @@ class LoopConfig:
         if self.device != "cpu" and not self.device.startswith("cuda"):
             raise ValueError(f"--device must be 'cpu' or 'cuda', got {self.device!r}")
         if self.device.startswith("cuda"):
-
             try:
                 cupy_module()
             except RuntimeError as e:

@@ -1,6 +1,6 @@
 // minitransformer explore: the page's script. It asks the server's JSON API (GET /api/info, POST /api/analyze,
 // POST /api/step; docs/explore.md) and draws the views: tokens, the next-token distribution (temperature, top-k
-// and top-p applied here, with the arithmetic of minitransformer.nn.gpt.sample_next), attention maps, the logit
+// and top-p applied here, with the arithmetic of minitransformer.nn.generation.sample_next), attention maps, the logit
 // lens and step-by-step generation. No library, nothing fetched from elsewhere.
 "use strict";
 
