@@ -73,7 +73,7 @@ def decode_step(model: Any, idx: Any, start: int, caches: list[dict[str, Any]], 
     `first` (B,): where each row's tokens begin when the rows were left-padded to one length (batched
     generation); a row's positions count from there and its padding is never attended to."""
     B, T = idx.shape
-    xp = array_module(model.lm_head.weight.data)                                    # where the weights are
+    xp = array_module(next(model.parameters()).data)                                # where the weights are
     idx = xp.asarray(idx)
     nh = model.config.n_head
     hs = model.config.n_embd // nh
