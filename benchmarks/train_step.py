@@ -1,6 +1,8 @@
 """One training step (forward + loss + backward + clip + AdamW) of the nanoGPT "baby" GPT (4 layers, 4 heads,
 128 wide, block 64, batch 12, char vocabulary 65), minitransformer against PyTorch eager (when installed),
-steps alternating in one process, medians, with 1 and 2 threads; then peak RSS of each alone.
+steps alternating in one process, medians, with 1 and 2 threads; then peak RSS of each alone. Beside each time:
+the floor (the step's FLOPs, counted by mt.profiler, at the SGEMM rate measured on the spot) and the fraction of
+it each library reaches.
 
     python benchmarks/train_step.py            # writes benchmarks/results/train-step-cpu.md
     python benchmarks/train_step.py --large    # also 6 layers, 6 heads, 384 wide, block 256, batch 8
@@ -128,7 +130,16 @@ def worker(threads: int, config: str, which: list[str], reps: int) -> dict:
             t0 = time.perf_counter()
             f()
             times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) * 1e3 for k, v in times.items()} | {"rss_mb": peak_rss_mb()}
+    out = {k: statistics.median(v) * 1e3 for k, v in times.items()} | {"rss_mb": peak_rss_mb()}
+    if "ours" in steps:
+        # the floor: the step's FLOPs (mt.profiler's count from the shapes) at the SGEMM rate measured here, now
+        import minitransformer as mt
+
+        with mt.profiler.profile() as prof:
+            steps["ours"]()
+        out["flops"] = sum(e.flops for e in prof.events)
+        out["sgemm_gflops"] = mt.profiler.machine_peak()["gflops"]
+    return out
 
 
 def run_worker(threads: int, config: str, which: list[str], reps: int) -> dict:
@@ -196,9 +207,13 @@ def main() -> None:
              "median of "
              "the process medians (columns 6-7, which also give the peak RSS). Thread count as in column 2 "
              "(OMP/OPENBLAS/NUMBA_NUM_THREADS and torch.set_num_threads).", "",
+             "The floor is the step's FLOPs (mt.profiler's count from the shapes: 2MNK for products, per-element "
+             "counts for the rest) at the SGEMM rate measured in the same process (a 1024^3 float32 product, the "
+             "best of 9), and \"% of floor\" is floor / time for the steps of columns 3 and 4.", "",
              "| config | threads | minitransformer ms/step | PyTorch ms/step | ratio (ours / torch) | "
-             "each alone: ours | each alone: torch | peak RSS ours | peak RSS torch |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "each alone: ours | each alone: torch | peak RSS ours | peak RSS torch | GFLOP/step | SGEMM GFLOP/s | "
+             "floor ms | ours: % of floor | torch: % of floor |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for config in ["baby"] + (["large"] if args.large else []):
         reps = args.reps if config == "baby" else max(3, args.reps // 5)
         for t in args.threads:
@@ -207,8 +222,12 @@ def main() -> None:
             ratio = f"{both['ours'] / both['torch']:.2f}" if "torch" in both else ""
             torch_alone = f"{alone_torch['torch']:.1f}" if alone_torch else ""
             torch_rss = f"{alone_torch['rss_mb']:.0f} MB" if alone_torch else ""
+            floor = both["flops"] / (both["sgemm_gflops"] * 1e9) * 1e3                  # ms
+            torch_floor = f"{100 * floor / both['torch']:.0f}%" if "torch" in both else ""
             lines.append(f"| {config} | {t} | {both['ours']:.1f} | {both.get('torch', float('nan')):.1f} | {ratio} | "
-                         f"{alone_ours['ours']:.1f} | {torch_alone} | {alone_ours['rss_mb']:.0f} MB | {torch_rss} |")
+                         f"{alone_ours['ours']:.1f} | {torch_alone} | {alone_ours['rss_mb']:.0f} MB | {torch_rss} | "
+                         f"{both['flops'] / 1e9:.2f} | {both['sgemm_gflops']:.1f} | {floor:.1f} | "
+                         f"{100 * floor / both['ours']:.0f}% | {torch_floor} |")
             print(lines[-1], flush=True)
     write_report(args.out, lines)
 
