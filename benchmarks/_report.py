@@ -1,7 +1,9 @@
-"""What the benchmark scripts share: writing a results table, and a process's peak memory."""
+"""What the benchmark scripts share: writing a results table, the machine's name, a worker's thread settings, and a
+process's memory (now and at its peak)."""
 
 from __future__ import annotations
 
+import platform
 import sys
 from pathlib import Path
 
@@ -26,3 +28,25 @@ def peak_rss_mb() -> float:
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
+
+
+def cpu_model() -> str:
+    """The processor's name as /proc/cpuinfo gives it (platform.processor() elsewhere), for a results header."""
+    info = Path("/proc/cpuinfo")
+    lines = info.read_text().splitlines() if info.is_file() else []
+    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), platform.processor())
+
+
+def thread_env(n: int) -> dict[str, str]:
+    """The environment that holds a worker process to `n` threads: OpenMP, OpenBLAS, MKL and Numba."""
+    return {name: str(n) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                                      "NUMBA_NUM_THREADS")}
+
+
+def rss_mb() -> float:
+    """This process's resident memory now, in MiB (VmRSS from /proc; 0 where there is none)."""
+    status = Path("/proc/self/status")
+    for line in status.read_text().splitlines() if status.is_file() else []:
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0

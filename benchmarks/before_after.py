@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _report import write_report  # benchmarks/ is the script's folder
+from _report import thread_env, write_report  # benchmarks/ is the script's folder
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,8 +59,7 @@ def worker(reps: int) -> dict:
 
 
 def spawn(tree: Path, threads: int, reps: int) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
-           "NUMBA_NUM_THREADS": str(threads), "PYTHONPATH": f"{tree}{os.pathsep}{ROOT / 'benchmarks'}",
+    env = {**os.environ, **thread_env(threads), "PYTHONPATH": f"{tree}{os.pathsep}{ROOT / 'benchmarks'}",
            "MT_TREE": str(tree)}
     proc = subprocess.run([sys.executable, __file__, "--worker", str(reps)], env=env, capture_output=True,
                           text=True, check=False)

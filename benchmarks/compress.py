@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from _report import write_report  # benchmarks/ is the script's folder
+from _report import cpu_model, write_report  # benchmarks/ is the script's folder
 from shakespeare import RECIPE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -148,8 +147,7 @@ def main() -> None:
                      f"{row['zeros']:.0%} | {row['val']:.4f} | {100 * (row['val'] / f32['val'] - 1):+.2f}% | "
                      f"{ms:.3f} | {row['mem'] / 1e6:.2f} MB | {rss:.0f} MB |")
         print(table[-1], flush=True)
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
+    cpu = cpu_model()
     threads = os.environ.get("OMP_NUM_THREADS", "default")
     torch_line = (f"PyTorch eager, the float32 weights, KV cache (the same greedy tokens, checked): "
                   f"{statistics.median(torch_times):.3f} ms/token in the same rounds." if torch_times else

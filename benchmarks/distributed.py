@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _report import cpu_model  # benchmarks/ is the script's folder
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS, WARMUP = 8, 2
@@ -75,8 +76,7 @@ def main() -> None:
         print(r, flush=True)
         if n not in rows or r["tokens_per_s"] > rows[n]["tokens_per_s"]:
             rows[n] = r
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
+    cpu = cpu_model()
     speedup = rows[2]["tokens_per_s"] / rows[1]["tokens_per_s"]
     lines = [f"# Data-parallel training over MPI ({time.strftime('%Y-%m-%d')})", "",
              f"Machine: {cpu}, {os.cpu_count()} cores; one thread per rank; MPICH over shared memory. GPT with 6 "

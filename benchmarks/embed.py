@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _report import cpu_model  # benchmarks/ is the script's folder
 
 ROOT = Path(__file__).resolve().parent.parent
 WORDS = ("the model reads each sentence and turns it into a vector of numbers so that sentences with similar "
@@ -63,8 +64,7 @@ def main() -> None:
         threads, reps = json.loads(sys.argv[2])
         print(json.dumps(worker(threads, reps)))
         return
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
+    cpu = cpu_model()
     lines = [f"# Sentence embeddings per second, all-MiniLM-L6-v2 ({time.strftime('%Y-%m-%d')})", "",
              f"Machine: {cpu}, {os.cpu_count()} cores. Batches of 32 sentences of 10-40 tokens; minitransformer's "
              "SentenceEncoder and sentence-transformers (PyTorch) alternating batch by batch in one process, "

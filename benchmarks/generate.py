@@ -9,12 +9,12 @@ way (nanoGPT's blocks, keys and values concatenated per layer), the two alternat
 from __future__ import annotations
 
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
+from _report import cpu_model  # benchmarks/ is the script's folder
 
 import minitransformer as mt
 
@@ -150,8 +150,7 @@ def main() -> None:
         ours, theirs = batched(baby, B)
         batch_rows.append(f"| {B} | {ours:,.0f} | " + (f"{theirs:,.0f} | {ours / theirs:.2f} |" if theirs else "| |"))
         print(batch_rows[-1], flush=True)
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
+    cpu = cpu_model()
     threads = os.environ.get("OMP_NUM_THREADS", "default")
     text = "\n".join([f"# Generation with and without the KV cache ({time.strftime('%Y-%m-%d')})", "",
                       f"Machine: {cpu}, {os.cpu_count()} cores, {threads} thread(s) (OMP_NUM_THREADS; run as "

@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from _report import cpu_model  # benchmarks/ is the script's folder
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -263,8 +265,7 @@ def table(results: dict[int, list[dict]]) -> str:
         torch_v = torch.__version__
     except ImportError:
         torch_v = "not installed"
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
+    cpu = cpu_model()
     flags = Path("/proc/cpuinfo").read_text()
     isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE"
     out = [f"# Kernel benchmarks ({time.strftime('%Y-%m-%d')})", "",

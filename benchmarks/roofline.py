@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _report import write_report  # benchmarks/ is the script's folder
+from _report import cpu_model, thread_env, write_report  # benchmarks/ is the script's folder
 from train_step import CONFIGS, make_steps
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,8 +78,7 @@ def timing_worker(config: str, reps: int, profiled: bool) -> dict:
 
 
 def spawn(threads: int, args: list[str], tree: Path = ROOT) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
-           "NUMBA_NUM_THREADS": str(threads), "PYTHONPATH": f"{tree}{os.pathsep}{ROOT / 'benchmarks'}",
+    env = {**os.environ, **thread_env(threads), "PYTHONPATH": f"{tree}{os.pathsep}{ROOT / 'benchmarks'}",
            "MT_TREE": str(tree)}
     proc = subprocess.run([sys.executable, __file__, *args], env=env, capture_output=True, text=True, check=False)
     if proc.returncode:
@@ -212,8 +210,7 @@ def main() -> None:
     if args.timing:
         print(json.dumps(timing_worker(*json.loads(args.timing))))
         return
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
+    cpu = cpu_model()
     results = {(c, t): spawn(t, ["--worker", json.dumps([c, args.steps])]) for t in args.threads for c in args.configs}
     lines = [f"# Roofline of a training step ({time.strftime('%Y-%m-%d')})", "",
              f"Machine: {cpu}, {os.cpu_count()} cores. `python benchmarks/roofline.py"

@@ -18,27 +18,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from _report import peak_rss_mb, write_report  # benchmarks/ is the script's folder
+from _report import cpu_model, peak_rss_mb, rss_mb, thread_env, write_report  # benchmarks/ is the script's folder
 from train_step import make_steps
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTEXTS = [64, 128, 256, 512, 1024, 2048]
 WIDTHS = [128, 256, 384, 512, 768]
 TOKENS = 8192
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def worker(config: dict, which: str, reps: int) -> dict:
@@ -55,8 +47,7 @@ def worker(config: dict, which: str, reps: int) -> dict:
 
 
 def spawn(config: dict, which: str, reps: int) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "NUMBA_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **thread_env(1), "PYTHONPATH": str(ROOT)}
     if which == "torch":
         env["MT_TORCH_THREADS"] = "1"
     proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps([config, which, reps])], env=env,
@@ -145,8 +136,7 @@ def main() -> None:
     t0 = time.perf_counter()
     crow = sweep(context, libs, args.reps)
     wrow = sweep(width, libs, args.reps)
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
+    cpu = cpu_model()
     lines = [f"# How a training step's cost grows ({time.strftime('%Y-%m-%d')})", "",
              f"Machine: {cpu}, {os.cpu_count()} cores, 1 thread. `python benchmarks/scaling.py`: a 4-layer GPT's "
              f"training step, each point a fresh process per library (median of {args.reps} steps after 2 "

@@ -17,7 +17,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import platform
 import string
 import subprocess
 import sys
@@ -32,7 +31,7 @@ import minitransformer as mt
 from minitransformer.tasks.language_model import TrainConfig, load_model, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import write_report  # noqa: E402
+from _report import cpu_model, write_report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 NEW_TOKENS = 32
@@ -146,8 +145,7 @@ def main() -> None:
             for proc, *_ in servers.values():
                 proc.terminate()
                 proc.wait(timeout=30)
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
+    cpu = cpu_model()
     lines = [f"# Serving: continuous batching against one sequence at a time ({time.strftime('%Y-%m-%d')})", "",
              f"Machine: {cpu}, {os.cpu_count()} cores, load average {load_before:.1f} before the run and "
              f"{os.getloadavg()[0]:.1f} after (1-minute averages; 0 is an idle machine). "

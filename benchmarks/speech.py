@@ -10,13 +10,12 @@ greedy alignment).
 from __future__ import annotations
 
 import os
-import platform
 import shutil
 import time
 from pathlib import Path
 
 import numpy as np
-from _report import write_report  # benchmarks/ is the script's folder
+from _report import cpu_model, write_report  # benchmarks/ is the script's folder
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "out" / "bench" / "asr"
@@ -73,8 +72,7 @@ def main() -> None:
     figures(result["model"], corpus)
     if (Path(cfg.out) / "loss.png").is_file():
         shutil.copy(Path(cfg.out) / "loss.png", DOCS / "speech-curve.png")
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
+    cpu = cpu_model()
     hours = corpus["frames"]["train"] / 100 / 3600
     curve = [f"| {h['step']} | {h['train']:.3f} | {h['val']:.3f} | {100 * h.get('cer', float('nan')):.2f}% |"
              for h in cfg.history]

@@ -12,13 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _report import cpu_model  # benchmarks/ is the script's folder
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "tasks-cpu.md"
@@ -64,8 +65,7 @@ def main() -> None:
     for name in args.only:
         rows[name] = run(name)
         state_file.write_text(json.dumps(rows, indent=1))
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
+    cpu = cpu_model()
     lines = [f"# The applications: held-out results ({time.strftime('%Y-%m-%d')})", "",
              f"Machine: {cpu}, {os.cpu_count()} cores (all used). Each task trained from scratch by "
              "`minitransformer <command>`, then evaluated on data it never saw (split by value: numbers, dates "

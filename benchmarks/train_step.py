@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from _report import peak_rss_mb, write_report  # benchmarks/ is the script's folder
+from _report import cpu_model, peak_rss_mb, thread_env, write_report  # benchmarks/ is the script's folder
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {"baby": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, vocab_size=65),
@@ -143,8 +143,7 @@ def worker(threads: int, config: str, which: list[str], reps: int) -> dict:
 
 
 def run_worker(threads: int, config: str, which: list[str], reps: int) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
-           "MKL_NUM_THREADS": str(threads), "NUMBA_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **thread_env(threads), "PYTHONPATH": str(ROOT)}
     if "ours" in which:
         # Passive OpenMP waiting keeps the thread pools in one process (OpenBLAS, Numba's OpenMP, and
         # PyTorch's when both run) from spinning against each other; minitransformer sets it on import.
@@ -196,8 +195,7 @@ def main() -> None:
         torch_v = None
     import numpy
 
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
+    cpu = cpu_model()
     lines = [f"# Training step: minitransformer vs PyTorch eager ({time.strftime('%Y-%m-%d')})", "",
              f"Machine: {cpu}, {os.cpu_count()} cores. Python {platform.python_version()}, NumPy {numpy.__version__}, "
              f"PyTorch {torch_v or 'not installed'}. Step = forward + cross-entropy + backward + clip_grad_norm_ + "
