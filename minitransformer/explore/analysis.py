@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import creation
 from ..autograd import no_grad
-from ..nn.generation import sample_next
+from ..nn.generation import sample_next, sampling_distribution
 from ..nn.module import Module, RemovableHandle
 from ..tasks.common import BOS, EOS, SPECIALS
 
@@ -166,20 +166,9 @@ def choose(logits: np.ndarray, tokenizer: Any, token: int | None, temperature: f
 
 def sampling_probs(logits: np.ndarray, temperature: float = 1.0, top_k: int | None = None,
                    top_p: float | None = None) -> np.ndarray:
-    """The probabilities sample_next draws from (V,): logits / temperature, the top_k largest kept (ties with
-    the k-th kept too), softmax, then the smallest set whose probability reaches top_p, renormalised. The
-    page's app.js does the same arithmetic live."""
-    x = np.asarray(logits, dtype=np.float64) / temperature
-    if top_k is not None:
-        k = min(top_k, x.shape[-1])
-        x = np.where(x < np.partition(x, -k)[-k], -np.inf, x)
-    p = softmax(x)
-    if top_p is not None and top_p < 1.0:
-        order = np.argsort(-p, kind="stable")
-        ranked = p[order]
-        ranked[np.cumsum(ranked) - ranked >= top_p] = 0.0  # the tokens ranked above already reach top_p
-        p = np.zeros_like(p)
-        p[order] = ranked
+    """The probabilities sample_next draws from (V,) (generation.sampling_distribution), renormalised to sum
+    to 1. The page's app.js does the same arithmetic live."""
+    p = sampling_distribution(np.asarray(logits)[None], temperature, top_k, top_p)[0]
     return p / p.sum()
 
 

@@ -189,11 +189,11 @@ def left_pad(prompts: list[list[int]], pad_id: int = 0) -> tuple[np.ndarray, np.
     return tokens, np.array([width - len(p) for p in prompts], dtype=np.int64)
 
 
-def sample_next(logits: Any, temperature: float = 1.0, top_k: int | None = None,
-                top_p: float | None = None, rng: np.random.Generator | None = None) -> Tensor:
-    """Sample one token per row from logits (B, V): scaled by 1/temperature, restricted to the top_k most
-    likely tokens and/or the smallest set whose probability reaches top_p (nucleus sampling). The uniform
-    draws come from `rng` (a NumPy generator: the server gives each sequence its own), else the global one."""
+def sampling_distribution(logits: Any, temperature: float = 1.0, top_k: int | None = None,
+                          top_p: float | None = None) -> np.ndarray:
+    """What sample_next draws from, per row of logits (B, V) -> float64 weights (B, V): the logits scaled by
+    1/temperature, only the top_k largest kept (ties with the k-th too), softmax, then only the smallest set of
+    tokens, most likely first, whose probability reaches top_p (not renormalised: the draw scales to the total)."""
     # on plain float64 host arrays: sampling is not differentiated, and Tensor ops cost more than the arithmetic
     x = to_device(logits.data if isinstance(logits, Tensor) else logits, "cpu").astype(np.float64) / temperature
     if top_k is not None:
@@ -211,6 +211,16 @@ def sample_next(logits: Any, temperature: float = 1.0, top_k: int | None = None,
         sorted_p[drop] = 0.0
         probs = np.zeros_like(probs)
         np.put_along_axis(probs, order, sorted_p, axis=-1)
+    return probs
+
+
+def sample_next(logits: Any, temperature: float = 1.0, top_k: int | None = None,
+                top_p: float | None = None, rng: np.random.Generator | None = None) -> Tensor:
+    """Sample one token per row from logits (B, V): scaled by 1/temperature, restricted to the top_k most
+    likely tokens and/or the smallest set whose probability reaches top_p (nucleus sampling;
+    `sampling_distribution`). The uniform draws come from `rng` (a NumPy generator: the server gives each
+    sequence its own), else the global one."""
+    probs = sampling_distribution(logits, temperature, top_k, top_p)
     # inverse CDF, one uniform draw per row: token i when cdf[i-1] <= u * total < cdf[i]; a zero-probability
     # token has cdf[i] == cdf[i-1] and can never be drawn
     cdf = np.cumsum(probs, axis=-1)
