@@ -153,6 +153,20 @@ def tier_of(kernel_name: str, array: Any = None) -> str:
     return _choose(kernel_name)
 
 
+def tiers_of(kernel_names: tuple[str, ...], array: Any = None) -> list[str]:
+    """The tiers that run these kernels (an op's `Function.kernels`) for `array`, each once, in order; "?" for
+    a name no tier knows. The profiler and the graph pictures label ops with it."""
+    tiers: list[str] = []
+    for name in kernel_names:
+        try:
+            tier = tier_of(name, array)
+        except (KeyError, ValueError):
+            tier = "?"
+        if tier not in tiers:
+            tiers.append(tier)
+    return tiers
+
+
 def current() -> str:
     """The active setting: 'auto', 'numpy' or 'numba'."""
     return _state["active"]

@@ -556,7 +556,7 @@ class profile:
 def _tier(cls: type, arrays: list[Any]) -> str:
     """The tier of the op's first kernel, or "numpy" for ops written as plain array code."""
     if cls.kernels:
-        return backend.tier_of(cls.kernels[0], arrays[0] if arrays else None)
+        return backend.tiers_of(cls.kernels[:1], arrays[0] if arrays else None)[0]
     return "cupy" if arrays and type(arrays[0]).__module__.startswith("cupy") else "numpy"
 
 

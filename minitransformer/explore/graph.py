@@ -356,15 +356,7 @@ def _tier(u: Tensor) -> str:
     kernels = type(u._ctx).kernels
     if not kernels:
         return ("cupy" if type(u.data).__module__.startswith("cupy") else "numpy") + " (plain array code)"
-    tiers: list[str] = []
-    for name in kernels:
-        try:
-            tier = backend.tier_of(name, u.data)
-        except (KeyError, ValueError):
-            tier = "?"
-        if tier not in tiers:
-            tiers.append(tier)
-    return "kernels: " + "/".join(tiers)
+    return "kernels: " + "/".join(backend.tiers_of(kernels, u.data))
 
 
 def _size(n: int) -> str:
