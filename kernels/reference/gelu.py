@@ -12,8 +12,13 @@ NumPy has no vectorised erf, so `erfc` below evaluates the rational approximatio
 (s_erf.c, accurate to under 1 ulp in float64) with array operations: one polynomial pair per interval of
 |x|, selected with `where`. Phi is taken from erfc, not from 1 + erf: for x << 0, 1 + erf(x / sqrt 2)
 cancels (at x = -8 only one significant digit survives in float64), while erfc(|x| / sqrt 2) / 2 keeps
-full relative precision down to where the float underflows. Inputs of any float dtype are evaluated in
-float64 and cast back, so float32 results are correctly rounded.
+full relative precision down to where the float underflows. float64 inputs are evaluated that way.
+
+float32 inputs take a float32 formula instead (what a user without Numba runs; fdlibm in float64 took
+77 ms for the baby GPT's 768 x 512 activation, this about 5): erfc(z) = t exp(-z^2 + P(t)),
+t = 1 / (1 + z/2), P the degree-9 Chebyshev fit of Numerical Recipes' erfcc, relative error below 1.2e-7
+for every z >= 0 (tails included), evaluated in place, one division and one exp per element. It is the
+formula of the Numba tier's phi32; the tests hold both to the float64 math.erf.
 """
 
 from __future__ import annotations
@@ -76,10 +81,42 @@ def erfc_nonnegative(a: Any) -> Any:
     return xp.where(a < 0.84375, small, xp.where(a < 1.25, mid, tail))
 
 
+# Numerical Recipes' erfcc exponent polynomial, lowest order first
+_ERFCC = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806,
+          0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277)
+
+
+def _half_erfc32(z: Any) -> Any:
+    """erfc(z) / 2 for z >= 0 in float32, in place on z's memory (z is a fresh array): about 25 passes
+    over the array and no float64 temporaries."""
+    xp = xp_of(z)
+    f32 = xp.float32
+    t = z * f32(0.5)
+    t += f32(1.0)
+    xp.reciprocal(t, out=t)                                                 # t = 1 / (1 + z/2)
+    p = xp.full_like(z, f32(_ERFCC[-1]))
+    for c in _ERFCC[-2::-1]:                                                # Horner in t
+        p *= t
+        p += f32(c)
+    z *= z
+    p -= z                                                                  # -z^2 + P(t)
+    xp.exp(p, out=p)
+    p *= t
+    p *= f32(0.5)
+    return p
+
+
 def normal_cdf(x: Any) -> Any:
-    """Phi(x) = erfc(-x / sqrt 2) / 2, elementwise, in float64: the lower tail is erfc(|x| / sqrt 2) / 2
-    itself, the upper one 1 minus that (no cancellation either way)."""
+    """Phi(x) = erfc(-x / sqrt 2) / 2, elementwise: the lower tail is erfc(|x| / sqrt 2) / 2 itself, the
+    upper one 1 minus that (no cancellation either way). float32 in float32 (see the module docstring),
+    anything else in float64."""
     xp = xp_of(x)
+    if x.dtype == xp.float32:
+        z = xp.abs(x)
+        z *= xp.float32(INV_SQRT_2)
+        lower = _half_erfc32(z)                                             # Phi(-|x|)
+        upper = xp.float32(1.0) - lower
+        return xp.where(x < 0, lower, xp.where(xp.isnan(x), x, upper))
     x = x.astype(xp.float64, copy=False)
     lower = 0.5 * erfc_nonnegative(xp.abs(x) * INV_SQRT_2)                  # Phi(-|x|)
     return xp.where(xp.isnan(x), x, xp.where(x < 0, lower, 1.0 - lower))
@@ -106,6 +143,15 @@ def gelu_backward(dy: Any, x: Any, approximate: str, gate: Any) -> Any:
     if approximate == "tanh":
         du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_TANH_C * x * x)
         return dy * (gate + 2.0 * x * gate * (1.0 - gate) * du)
+    if x.dtype == xp.float32:                                               # in float32, in place
+        pdf = x * x
+        pdf *= xp.float32(-0.5)
+        xp.exp(pdf, out=pdf)
+        pdf *= x
+        pdf *= xp.float32(INV_SQRT_2PI)                                     # x phi(x)
+        pdf += gate
+        pdf *= dy
+        return pdf
     pdf = INV_SQRT_2PI * xp.exp(-0.5 * x.astype(xp.float64, copy=False) ** 2)
     return (dy * (gate + x * pdf)).astype(x.dtype, copy=False)
 
