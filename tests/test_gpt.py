@@ -114,7 +114,9 @@ def test_decode_step_equals_the_models_forward(bias):
     prompt = np.random.default_rng(0).integers(0, 17, (2, 5))
     for new in ([[3], [4]], [[1, 2, 3], [4, 5, 6]]):
         caches = generation.new_caches(model)
-        generation.decode_step(model, prompt, 0, caches)
+        first = generation.decode_step(model, prompt, 0, caches)                                # causal, no mask
+        with mt.no_grad():
+            np.testing.assert_allclose(first[:, 0], model(mt.tensor(prompt))[0].numpy()[:, -1], rtol=1e-5, atol=1e-6)
         got = generation.decode_step(model, np.array(new), prompt.shape[1], caches)           # (B, 1, V)
         whole = np.concatenate([prompt, new], axis=1)
         seen = []  # layer 0's packed q, k, v of the whole sequence, from the model's own forward

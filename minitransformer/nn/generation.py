@@ -84,7 +84,8 @@ def decode_step(model: Any, idx: Any, start: int, caches: list[dict[str, Any]], 
     first = xp.zeros(B, np.int64) if first is None else xp.asarray(first)           # no padding: rows start at 0
     pos = xp.maximum(xp.arange(start, start + T)[None, :] - first[:, None], 0)       # (B, T)
     mask = None
-    if T > 1:
+    causal = T > 1 and start == 0 and not bool(first.any())                         # a whole, unpadded prompt
+    if T > 1 and not causal:
         keys = xp.arange(start + T)
         # query i (column start + i) sees keys start + i and before, from its row's first token on
         blocked = ((keys[None, None, :] > keys[start:, None][None])                  # (B, T, start+T)
@@ -100,7 +101,9 @@ def decode_step(model: Any, idx: Any, start: int, caches: list[dict[str, Any]], 
             k, v = _append(cache, "k", k, start), _append(cache, "v", v, start)
             if T == 1:  # one fused kernel call: the new query sees every cached key (from first[b] on)
                 y = decode_attention(q[:, :, 0], cache["k_buf"], cache["v_buf"], first, scale, start + 1)
-            else:       # a prompt: the model's attention kernel, masked
+            elif causal:  # a whole prompt: the model's causal attention kernel, no mask array to read
+                y = attention_arrays(q, k, v, None, scale, causal=True).transpose(0, 2, 1, 3)
+            else:       # a continued or left-padded prompt: the model's attention kernel, masked
                 y = attention_arrays(q, k, v, mask.astype(q.dtype, copy=False), scale).transpose(0, 2, 1, 3)
             return y.reshape(B, T, nh * hs)
 

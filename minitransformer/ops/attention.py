@@ -98,8 +98,8 @@ def decode_attention(q: Any, k: Any, v: Any, first: Any, scale: float, length: i
     return backend.kernel("decode_attention_forward")(q, k, v, first, scale, length)
 
 
-def attention_arrays(q: Any, k: Any, v: Any, mask: Any, scale: float) -> Any:
+def attention_arrays(q: Any, k: Any, v: Any, mask: Any, scale: float, causal: bool = False) -> Any:
     """softmax(q k^T * scale + mask) v on plain arrays, recording nothing (a prompt's step in generation): the
     `attention_forward` kernel the Attention node runs. q (..., L, E), k (..., S, E), v (..., S, Ev); mask in
-    `additive_mask`'s layout or None."""
-    return backend.kernel("attention_forward")(q, k, v, mask, scale, False)[0]
+    `additive_mask`'s layout or None; causal: query i sees keys up to i (L == S)."""
+    return backend.kernel("attention_forward")(q, k, v, mask, scale, causal)[0]
