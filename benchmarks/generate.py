@@ -3,13 +3,14 @@ context of 256 tokens already present (so each uncached step reprocesses 256+ po
 is installed, the same model (the same weights) in PyTorch eager with a key/value cache, written the plain
 way (nanoGPT's blocks, keys and values concatenated per layer), the two alternating.
 
-    python benchmarks/generate.py     # writes benchmarks/results/generate-cpu.md
+    python benchmarks/generate.py     # writes benchmarks/results/generate-cpu.md (--out FILE: elsewhere)
 """
 
 from __future__ import annotations
 
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -78,8 +79,10 @@ def torch_generator(model: mt.nn.GPT):  # noqa: ANN201
     return generate
 
 
-def versus_torch(model: mt.nn.GPT, context: mt.Tensor, new: int, reps: int = 5) -> tuple[float, float] | None:
-    """(ours, torch) ms/token, alternating, after checking that both produce the same greedy tokens."""
+def versus_torch(model: mt.nn.GPT, context: mt.Tensor, new: int, reps: int = 5) -> dict[str, float] | None:
+    """Ours and PyTorch's prompt pass (ms) and decode (ms per token after it), alternating, medians, after
+    checking that both produce the same greedy tokens. A run of n tokens is the prompt pass plus n - 1 decode
+    steps, so decode = (time(1 + new) - time(1)) / new: the prompt pass cancels out."""
     try:
         import torch
     except ImportError:
@@ -89,15 +92,19 @@ def versus_torch(model: mt.nn.GPT, context: mt.Tensor, new: int, reps: int = 5) 
     ctx = context.numpy()
     ours_tokens = model.generate(context, 16, top_k=1).numpy()[0, ctx.shape[1]:].tolist()
     assert gen(ctx, 16) == ours_tokens, "PyTorch and minitransformer disagree on greedy tokens"
-    t_ours, t_torch = [], []
+    runs: dict[str, list[float]] = {k: [] for k in ("ours_1", "ours_n", "torch_1", "torch_n")}
     for _ in range(reps):
-        t0 = time.perf_counter()
-        model.generate(context, new, top_k=1)
-        t_ours.append((time.perf_counter() - t0) / new * 1e3)
-        t0 = time.perf_counter()
-        gen(ctx, new)
-        t_torch.append((time.perf_counter() - t0) / new * 1e3)
-    return statistics.median(t_ours), statistics.median(t_torch)
+        for n in (1, 1 + new):
+            t0 = time.perf_counter()
+            model.generate(context, n, top_k=1)
+            runs[f"ours_{'1' if n == 1 else 'n'}"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            gen(ctx, n)
+            runs[f"torch_{'1' if n == 1 else 'n'}"].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) * 1e3 for k, v in runs.items()}
+    return {"ours_prompt": med["ours_1"], "torch_prompt": med["torch_1"],
+            "ours_decode": (med["ours_n"] - med["ours_1"]) / new,
+            "torch_decode": (med["torch_n"] - med["torch_1"]) / new}
 
 
 def batched(model: mt.nn.GPT, B: int, new: int = 64, reps: int = 5) -> tuple[float, float | None]:
@@ -140,7 +147,10 @@ def main() -> None:
         cached = ms_per_token(model, context, 64, True)
         uncached = ms_per_token(model, context, 64, False)
         vs = versus_torch(model, context, 64)
-        torch_cols = f" {vs[0]:.2f} | {vs[1]:.2f} | {vs[0] / vs[1]:.2f} |" if vs else " | | |"
+        torch_cols = " | | | | |"
+        if vs:
+            torch_cols = (f" {vs['ours_prompt']:.1f} | {vs['torch_prompt']:.1f} | {vs['ours_decode']:.2f} | "
+                          f"{vs['torch_decode']:.2f} | {vs['ours_decode'] / vs['torch_decode']:.2f} |")
         rows.append(f"| {name} | 256 | {cached:.2f} | {uncached:.2f} | {uncached / cached:.1f}x |" + torch_cols)
         print(rows[-1], flush=True)
     batch_rows = []
@@ -156,12 +166,15 @@ def main() -> None:
                       f"Machine: {cpu}, {os.cpu_count()} cores, {threads} thread(s) (OMP_NUM_THREADS; run as "
                       "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1). Batch 1, "
                       "greedy (top_k=1), 64 new tokens after a 256-token context; the two paths give the same "
-                      "tokens (checked before timing). Last three columns: minitransformer and PyTorch eager, "
-                      "both with a KV cache and the same weights (the same greedy tokens, checked), alternating, "
-                      "medians of 5 runs.", "",
+                      "tokens (checked before timing); these columns count the prompt pass in (total time / new "
+                      "tokens). Last five columns: minitransformer and PyTorch eager, both with a KV cache and the "
+                      "same weights (the same greedy tokens, checked), alternating, medians of 5 runs: the prompt "
+                      "pass (time to the first new token) and the decode step alone, (time for 65 tokens - time "
+                      "for 1) / 64.", "",
                       "| model | context | ms/token with cache | ms/token without | speed-up | "
-                      "vs PyTorch: ours ms/token | PyTorch ms/token | ratio (ours / torch) |",
-                      "|---|---|---|---|---|---|---|---|", *rows, "",
+                      "prompt ms: ours | prompt ms: PyTorch | decode ms/token: ours | decode ms/token: PyTorch | "
+                      "decode ratio (ours / torch) |",
+                      "|---|---|---|---|---|---|---|---|---|---|", *rows, "",
                       "## Batched generation", "",
                       "The baby GPT continuing B prompts of 256 tokens at once, 64 new tokens each (the "
                       "prompt pass included), greedy: tokens per second over the whole batch (ours: "
@@ -170,6 +183,8 @@ def main() -> None:
                       "| batch | ours tokens/s | PyTorch tokens/s | ratio (ours / torch) |", "|---|---|---|---|",
                       *batch_rows, ""])
     out = ROOT / "benchmarks" / "results" / "generate-cpu.md"
+    if "--out" in sys.argv:
+        out = Path(sys.argv[sys.argv.index("--out") + 1])
     out.write_text(text)
     print(text)
 

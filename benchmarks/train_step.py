@@ -2,7 +2,7 @@
 128 wide, block 64, batch 12, char vocabulary 65), minitransformer against PyTorch eager (when installed),
 steps alternating in one process, medians, with 1 and 2 threads; then peak RSS of each alone. Beside each time:
 the floor (the step's FLOPs, counted by mt.profiler, at the SGEMM rate measured on the spot) and the fraction of
-it each library reaches.
+it each library reaches; and the same step with every kernel from the NumPy tier (no Numba), alternating with them.
 
     python benchmarks/train_step.py            # writes benchmarks/results/train-step-cpu.md
     python benchmarks/train_step.py --large    # also 6 layers, 6 heads, 384 wide, block 256, batch 8
@@ -68,6 +68,23 @@ def torch_gpt(c):  # noqa: ANN001, ANN201
     return GPT()
 
 
+def our_step(mt, c, x, y, backend):  # noqa: ANN001, ANN201
+    """One minitransformer training step under kernel backend `backend` ("auto": Numba when installed;
+    "numpy": the NumPy tier alone, what `pip install minitransformer` without extras runs)."""
+    model = mt.nn.GPT(mt.nn.GPTConfig(**{k: c[k] for k in ("n_layer", "n_head", "n_embd", "block_size",
+                                                             "vocab_size")}, bias=False))
+    opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.99))
+
+    def step():
+        with mt.backend.use(backend):
+            _, loss = model(x, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            mt.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+    return step
+
+
 def make_steps(c, which):  # noqa: ANN001, ANN201
     import numpy as np
 
@@ -75,21 +92,13 @@ def make_steps(c, which):  # noqa: ANN001, ANN201
     x = rng.integers(0, c["vocab_size"], (c["batch_size"], c["block_size"]))
     y = rng.integers(0, c["vocab_size"], (c["batch_size"], c["block_size"]))
     steps = {}
-    if "ours" in which:
+    for name in ("ours", "numpy"):
+        if name not in which:
+            continue
         import minitransformer as mt
 
         mt.backend.warmup()
-        model = mt.nn.GPT(mt.nn.GPTConfig(**{k: c[k] for k in ("n_layer", "n_head", "n_embd", "block_size",
-                                                                 "vocab_size")}, bias=False))
-        opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.99))
-
-        def ours():
-            _, loss = model(x, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            mt.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-        steps["ours"] = ours
+        steps[name] = our_step(mt, c, x, y, "auto" if name == "ours" else "numpy")
     if "torch" in which:
         import torch
 
@@ -199,7 +208,8 @@ def main() -> None:
     lines = [f"# Training step: minitransformer vs PyTorch eager ({time.strftime('%Y-%m-%d')})", "",
              f"Machine: {cpu}, {os.cpu_count()} cores. Python {platform.python_version()}, NumPy {numpy.__version__}, "
              f"PyTorch {torch_v or 'not installed'}. Step = forward + cross-entropy + backward + clip_grad_norm_ + "
-             "AdamW; medians of alternating steps in one process (columns 3-5; passive OpenMP waiting, which "
+             "AdamW; medians of alternating steps in one process (columns 3-5 and the last two; passive OpenMP "
+             "waiting, which "
              "minitransformer sets and without which the pools of the two libraries fight), and of each library "
              f"alone in its own process with its own defaults, the two processes alternating {args.rounds} times, "
              "median of "
@@ -207,15 +217,17 @@ def main() -> None:
              "(OMP/OPENBLAS/NUMBA_NUM_THREADS and torch.set_num_threads).", "",
              "The floor is the step's FLOPs (mt.profiler's count from the shapes: 2MNK for products, per-element "
              "counts for the rest) at the SGEMM rate measured in the same process (a 1024^3 float32 product, the "
-             "best of 9), and \"% of floor\" is floor / time for the steps of columns 3 and 4.", "",
+             "best of 9), and \"% of floor\" is floor / time for the steps of columns 3 and 4. \"NumPy only\": the "
+             "same step with every kernel from the NumPy tier (mt.backend.use(\"numpy\")), the path of an install "
+             "without Numba, alternating with the other two.", "",
              "| config | threads | minitransformer ms/step | PyTorch ms/step | ratio (ours / torch) | "
              "each alone: ours | each alone: torch | peak RSS ours | peak RSS torch | GFLOP/step | SGEMM GFLOP/s | "
-             "floor ms | ours: % of floor | torch: % of floor |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "floor ms | ours: % of floor | torch: % of floor | NumPy only ms/step | NumPy only / ours |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for config in ["baby"] + (["large"] if args.large else []):
         reps = args.reps if config == "baby" else max(3, args.reps // 5)
         for t in args.threads:
-            both = run_worker(t, config, ["ours", "torch"], reps)
+            both = run_worker(t, config, ["ours", "numpy", "torch"], reps)
             alone_ours, alone_torch = alone(t, config, reps, args.rounds, "torch" in both)
             ratio = f"{both['ours'] / both['torch']:.2f}" if "torch" in both else ""
             torch_alone = f"{alone_torch['torch']:.1f}" if alone_torch else ""
@@ -225,7 +237,8 @@ def main() -> None:
             lines.append(f"| {config} | {t} | {both['ours']:.1f} | {both.get('torch', float('nan')):.1f} | {ratio} | "
                          f"{alone_ours['ours']:.1f} | {torch_alone} | {alone_ours['rss_mb']:.0f} MB | {torch_rss} | "
                          f"{both['flops'] / 1e9:.2f} | {both['sgemm_gflops']:.1f} | {floor:.1f} | "
-                         f"{100 * floor / both['ours']:.0f}% | {torch_floor} |")
+                         f"{100 * floor / both['ours']:.0f}% | {torch_floor} | {both['numpy']:.1f} | "
+                         f"{both['numpy'] / both['ours']:.2f}x |")
             print(lines[-1], flush=True)
     write_report(args.out, lines)
 
