@@ -1,9 +1,13 @@
 """Stateless neural-network ops, named and called as in `torch.nn.functional`.
 
-The fused ops (linear, layer_norm, gelu, softmax, log_softmax, cross_entropy) are single graph nodes
-whose math the backend table can swap for a faster kernel. Attention is written here as a composition of
-differentiable ops (matmul, masking, softmax, dropout): it is the reference a fused attention kernel is
-tested against.
+The fused ops (layer_norm, gelu, softmax, log_softmax, cross_entropy) are single graph nodes whose math
+the backend table can swap for a faster kernel; linear is one node too, a plain GEMM. Attention is fused as
+well: scaled_dot_product_attention, qkv_attention and multi_head_attention_forward (without weights or
+dropout) run the Attention / QKVAttention node of ops/attention.py, which keeps only the output and each row's
+log-sum-exp and recomputes the weights in backward. Written here as a composition of differentiable ops
+(matmul, masking, softmax, dropout), attention is the reference, and the path taken when the weights are
+dropped out or returned, or a mask does not fit the kernels' layout (docs/derivations/attention.md derives
+both and says which test checks which).
 """
 
 from __future__ import annotations
@@ -70,8 +74,9 @@ def _merge(a: tuple[Any, Any], b: tuple[Any, Any]) -> tuple[Any, Any]:
 
 def _attention_composed(query: Tensor, key: Tensor, value: Tensor, blocked: Any, bias: Any, scale: float,
                         dropout_p: float) -> Tensor:
-    """The same attention written with differentiable ops: the reference for the fused kernel, and the
-    path taken when dropout is applied to the weights."""
+    """The same attention written with differentiable ops, whose backward keeps the weights (..., L, S): the
+    reference for the fused node, and the path taken when dropout is applied to the weights or a mask does not
+    fit the fused kernels' layout."""
     scores = (query @ key.transpose(-2, -1)) * scale                  # (..., L, S)
     weights = _masked_softmax(scores, blocked, bias)
     if dropout_p > 0.0:
@@ -82,7 +87,8 @@ def _attention_composed(query: Tensor, key: Tensor, value: Tensor, blocked: Any,
 def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Any = None,
                                  dropout_p: float = 0.0, is_causal: bool = False,
                                  scale: float | None = None) -> Tensor:
-    """softmax(q k^T * scale + mask) v for q (..., L, E), k (..., S, E), v (..., S, Ev) -> (..., L, Ev).
+    """softmax(q k^T * scale + mask) v for q (..., L, E), k (..., S, E), v (..., S, Ev) -> (..., L, Ev), as
+    one fused Attention node when dropout_p is 0 and q, k, v share their leading dims (else the composition).
 
     attn_mask: bool (True = *may* attend, as in PyTorch's SDPA) or float (added to the scores),
     broadcastable to (..., L, S). is_causal applies a lower-triangular mask (no attn_mask allowed then).
