@@ -6,6 +6,9 @@ keyword arguments, then checks:
   2. every input's gradient against central differences of the op itself with GRAD_F64;
   3. that neither the inputs nor the upstream gradient were modified;
   4. that no gradient shares memory with an input, the upstream gradient, or another gradient.
+
+`covers(*ops)` (or `op_test(..., covers=...)`) declares which ops of `mt.ops.OPS` / `NON_DIFFERENTIABLE`
+a test checks; tests/test_op_coverage.py fails for an op that no test declares.
 """
 
 from __future__ import annotations
@@ -22,6 +25,22 @@ import minitransformer as mt
 from .gradcheck import numerical_grads
 from .strategies import arrays, floats
 from .tolerances import FORWARD_F64, GRAD_F64
+
+
+def covers(*ops: str, forward: bool = True, grad: bool = True) -> Callable[[Any], Any]:
+    """Declare that the decorated test checks each of `ops`: its forward against an independent formula
+    (`forward`) and its float64 gradient against central differences (`grad`). The declaration is stored
+    on the test (`op_checks`, op -> {"forward", "grad"}) where tests/test_op_coverage.py reads it."""
+    return lambda test: _declare(test, ops, forward, grad)
+
+
+def _declare(test: Any, ops: Sequence[str], forward: bool, grad: bool) -> Any:
+    kinds = frozenset({"forward"} if forward else ()) | frozenset({"grad"} if grad else ())
+    checks = dict(getattr(test, "op_checks", {}))
+    for name in ops:
+        checks[name] = checks.get(name, frozenset()) | kinds
+    test.op_checks = checks
+    return test
 
 
 def check_op(op: Callable[..., Any], ref: Callable[..., Any] | None, inputs: Sequence[np.ndarray],
@@ -60,17 +79,18 @@ def check_op(op: Callable[..., Any], ref: Callable[..., Any] | None, inputs: Seq
 
 def op_test(op: Callable[..., Any], ref: Callable[..., Any] | None, *, shapes: st.SearchStrategy,
             elements: Any = None, kwargs: Any = None, unique: bool = False,
-            grad: bool = True) -> Callable[..., None]:
+            grad: bool = True, covers: str | tuple[str, ...] = (), backends: bool = False) -> Callable[..., None]:
     """Build a Hypothesis test for `op`.
 
     shapes    strategy of a tuple of shapes, one per tensor input
     elements  a strategy of floats for every input, or a list with one per input (default [-3, 3])
     kwargs    None, a strategy of dicts, or a function of the drawn shapes returning one
     unique    draw inputs without repeated values (no ties for max/min)
+    covers    the names in mt.ops.OPS the test checks (forward when `ref` is given, gradient when `grad`)
+    backends  run once per installed CPU backend (the kernel_backend fixture): for ops that call kernels
     """
 
-    @given(data=st.data())
-    def test(data: st.DataObject) -> None:
+    def run(data: st.DataObject) -> None:
         shp = data.draw(shapes, label="shapes")
         els = elements if isinstance(elements, (list, tuple)) else [elements] * len(shp)
         inputs = [data.draw(arrays(s, e if e is not None else floats(), unique=unique), label=f"x{i}")
@@ -79,7 +99,16 @@ def op_test(op: Callable[..., Any], ref: Callable[..., Any] | None, *, shapes: s
         kw = data.draw(kw_strategy, label="kwargs") if kw_strategy is not None else {}
         check_op(op, ref, inputs, kw, grad=grad)
 
-    return test
+    if backends:
+        @given(data=st.data())
+        def test(kernel_backend: str, data: st.DataObject) -> None:
+            run(data)
+    else:
+        @given(data=st.data())
+        def test(data: st.DataObject) -> None:
+            run(data)
+
+    return _declare(test, (covers,) if isinstance(covers, str) else covers, forward=ref is not None, grad=grad)
 
 
 def grid(lo: float = -3.0, hi: float = 3.0, step: float = 0.1, offset: float = 0.0) -> st.SearchStrategy:
