@@ -12,7 +12,7 @@ import minitransformer as mt
 import minitransformer.nn.functional as F
 
 from . import reference as ref
-from .factories import check_op, op_test
+from .factories import check_op, covers, op_test
 from .strategies import arrays, shapes
 
 
@@ -38,7 +38,7 @@ def basic_index(draw, shape):
 
 test_getitem_basic = op_test(lambda x, index: x[index], lambda x, index: x[index],
                              shapes=shapes(min_dims=1).map(lambda s: (s,)),
-                             kwargs=lambda s: basic_index(s[0]).map(lambda i: {"index": i}))
+                             kwargs=lambda s: basic_index(s[0]).map(lambda i: {"index": i}), covers="getitem")
 
 
 def int_array_kw(shp):
@@ -48,9 +48,10 @@ def int_array_kw(shp):
 
 # repeated indices in `index` make the backward scatter-add (tested against central differences)
 test_getitem_int_array = op_test(lambda x, index: x[index], lambda x, index: x[index],
-                                 shapes=shapes(min_dims=1).map(lambda s: (s,)), kwargs=int_array_kw)
+                                 shapes=shapes(min_dims=1).map(lambda s: (s,)), kwargs=int_array_kw, covers="getitem")
 test_getitem_tensor_index = op_test(lambda x, index: x[mt.tensor(index), 0:1], lambda x, index: x[index, 0:1],
-                                    shapes=shapes(min_dims=2).map(lambda s: (s,)), kwargs=int_array_kw)
+                                    shapes=shapes(min_dims=2).map(lambda s: (s,)), kwargs=int_array_kw,
+                                    covers="getitem")
 
 
 def bool_mask_kw(shp):
@@ -58,7 +59,7 @@ def bool_mask_kw(shp):
 
 
 test_getitem_bool_mask = op_test(lambda x, mask: x[mt.tensor(mask)], lambda x, mask: x[mask],
-                                 shapes=shapes(min_dims=1).map(lambda s: (s,)), kwargs=bool_mask_kw)
+                                 shapes=shapes(min_dims=1).map(lambda s: (s,)), kwargs=bool_mask_kw, covers="getitem")
 
 
 @st.composite
@@ -74,6 +75,7 @@ def gather_case(draw):
 _gather = gather_case()
 
 
+@covers("gather")
 def test_gather():
     @given(case=gather_case(), data=st.data())
     def inner(case, data):
@@ -85,6 +87,7 @@ def test_gather():
     inner()
 
 
+@covers("embedding")
 def test_embedding():
     @given(data=st.data())
     def inner(data):

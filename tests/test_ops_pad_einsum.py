@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import minitransformer as mt
 import minitransformer.nn.functional as F
 
-from .factories import check_op
+from .factories import check_op, covers
 from .strategies import arrays
 from .tolerances import FORWARD_F64, GRAD_F64
 
@@ -82,6 +82,7 @@ def _pad(x, pad, mode, value):
     return F.pad(x, pad, mode=mode, value=value)
 
 
+@covers("pad")
 @given(data=st.data())
 def test_pad_forward_and_grad(data):
     shape, pad, mode, value = data.draw(pad_cases(), label="case")
@@ -176,6 +177,7 @@ def test_pad_rejects_what_torch_rejects():
 # one_hot
 
 
+@covers("one_hot", grad=False)
 @given(data=st.data())
 def test_one_hot_matches_eye(data):
     shape = data.draw(st.lists(st.integers(1, 4), max_size=3).map(tuple), label="shape")
@@ -272,6 +274,7 @@ def _einsum(*xs, equation):
     return mt.einsum(equation, *xs)
 
 
+@covers("einsum")
 @given(data=st.data())
 def test_einsum_forward_and_grad(data):
     eq, shapes, ref_eq, ell_sum = data.draw(einsum_cases(), label="case")

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import minitransformer as mt
 
 from . import reference as ref
-from .factories import op_test
+from .factories import covers, op_test
 from .strategies import dim_kwargs, shapes
 
 one = shapes().map(lambda s: (s,))
@@ -28,9 +28,9 @@ def matmul_shapes(draw):
     return a, b
 
 
-test_matmul = op_test(lambda a, b: a @ b, ref.matmul, shapes=matmul_shapes())
+test_matmul = op_test(lambda a, b: a @ b, ref.matmul, shapes=matmul_shapes(), covers="matmul")
 test_matmul_rmatmul_numpy = op_test(lambda a: np.eye(a.shape[-2]) @ a, lambda a: a,
-                                    shapes=shapes(min_dims=2).map(lambda s: (s,)))
+                                    shapes=shapes(min_dims=2).map(lambda s: (s,)), covers="matmul")
 
 
 def reshape_kw(shp):
@@ -41,7 +41,7 @@ def reshape_kw(shp):
 
 
 test_reshape = op_test(lambda x, shape: x.reshape(shape), lambda x, shape: np.reshape(x, shape),
-                       shapes=one, kwargs=reshape_kw)
+                       shapes=one, kwargs=reshape_kw, covers="reshape")
 test_view_varargs = op_test(lambda x: x.view(-1, 1), lambda x: np.reshape(x, (-1, 1)), shapes=one)
 
 
@@ -51,10 +51,11 @@ def two_dims(shp):
 
 
 test_transpose = op_test(lambda x, d0, d1: x.transpose(d0, d1), lambda x, d0, d1: np.swapaxes(x, d0, d1),
-                         shapes=nd1, kwargs=two_dims)
+                         shapes=nd1, kwargs=two_dims, covers="transpose")
 test_permute = op_test(lambda x, dims: x.permute(*dims), lambda x, dims: np.transpose(x, dims), shapes=one,
-                       kwargs=lambda s: st.permutations(range(len(s[0]))).map(lambda p: {"dims": tuple(p)}))
-test_T = op_test(lambda x: x.T, lambda x: x.T, shapes=one)
+                       kwargs=lambda s: st.permutations(range(len(s[0]))).map(lambda p: {"dims": tuple(p)}),
+                       covers="permute")
+test_T = op_test(lambda x: x.T, lambda x: x.T, shapes=one, covers="transpose")
 
 
 def _roll_ref(x, shifts, dims):
@@ -76,7 +77,8 @@ def _roll_kwargs(s):
             lambda pairs: {"shifts": tuple(p[0] for p in pairs), "dims": tuple(p[1] for p in pairs)}))
 
 
-test_roll = op_test(lambda x, shifts, dims: x.roll(shifts, dims), _roll_ref, shapes=nd1, kwargs=_roll_kwargs)
+test_roll = op_test(lambda x, shifts, dims: x.roll(shifts, dims), _roll_ref, shapes=nd1, kwargs=_roll_kwargs,
+                    covers="roll")
 
 
 def test_roll_matches_torch():
@@ -86,8 +88,8 @@ def test_roll_matches_torch():
         ours = mt.tensor(x).roll(shifts, dims).numpy()
         np.testing.assert_array_equal(ours, torch.roll(torch.tensor(x), shifts, dims).numpy())
 test_unsqueeze = op_test(lambda x, dim: x.unsqueeze(dim), lambda x, dim: np.expand_dims(x, dim), shapes=one,
-                         kwargs=lambda s: dim_kwargs(s, extra=1))
-test_squeeze_all = op_test(lambda x: x.squeeze(), np.squeeze, shapes=one)
+                         kwargs=lambda s: dim_kwargs(s, extra=1), covers="unsqueeze")
+test_squeeze_all = op_test(lambda x: x.squeeze(), np.squeeze, shapes=one, covers="squeeze")
 
 
 def _squeeze_ref(x, dim):
@@ -95,7 +97,7 @@ def _squeeze_ref(x, dim):
 
 
 test_squeeze_dim = op_test(lambda x, dim: x.squeeze(dim), _squeeze_ref, shapes=nd1,
-                           kwargs=dim_kwargs)
+                           kwargs=dim_kwargs, covers="squeeze")
 
 
 @st.composite
@@ -129,12 +131,13 @@ def _flatten_ref(x, start_dim, end_dim):
 
 
 test_flatten = op_test(lambda x, start_dim, end_dim: x.flatten(start_dim, end_dim), _flatten_ref, shapes=one,
-                       kwargs=flatten_kw)
+                       kwargs=flatten_kw, covers="flatten")
 test_contiguous_of_transposed = op_test(lambda x: x.T.contiguous(), lambda x: np.array(x.T, order="C"),
-                                        shapes=one)
-test_clone = op_test(lambda x: x.clone(), lambda x: x.copy(), shapes=one)
+                                        shapes=one, covers="contiguous")
+test_clone = op_test(lambda x: x.clone(), lambda x: x.copy(), shapes=one, covers="clone")
 
 
+@covers("expand")
 def test_expand_matches_broadcast():
     import hypothesis
 
