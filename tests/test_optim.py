@@ -77,10 +77,11 @@ def test_sgd_closed_form(p0, lr, momentum, dampening, weight_decay, nesterov, ma
     np.testing.assert_allclose(_run(mt.optim.SGD, kw, p0), sgd_reference(p0, **kw), rtol=1e-12, atol=1e-12)
 
 
+# once per backend: the NumPy reference's adam_update without the bias correction (planted) fails here on numpy
 @given(p0=p0s, lr=st.floats(1e-3, 0.1), b1=st.sampled_from([0.8, 0.9]), b2=st.sampled_from([0.99, 0.999]),
        weight_decay=st.sampled_from([0.0, 0.1]), amsgrad=st.booleans(), maximize=st.booleans(),
        decoupled=st.booleans())
-def test_adam_and_adamw_closed_form(p0, lr, b1, b2, weight_decay, amsgrad, maximize, decoupled):
+def test_adam_and_adamw_closed_form(kernel_backend, p0, lr, b1, b2, weight_decay, amsgrad, maximize, decoupled):
     kw = dict(lr=lr, betas=(b1, b2), weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize)
     cls = mt.optim.AdamW if decoupled else mt.optim.Adam
     np.testing.assert_allclose(_run(cls, kw, p0), adam_reference(p0, decoupled=decoupled, **kw),

@@ -20,6 +20,7 @@ import minitransformer as mt
 from minitransformer import backend
 from minitransformer.tasks import speech as S
 
+from .factories import covers
 from .gradcheck import numerical_grads
 from .tolerances import GRAD_F64
 
@@ -53,9 +54,10 @@ def ctc_case(draw):
     return lp, tg, np.array(il), np.array(tl)
 
 
+@covers("ctc_loss", forward=False)
 @settings(deadline=None, max_examples=40)
 @given(case=ctc_case())
-def test_ctc_gradient_matches_numerical(case):
+def test_ctc_gradient_matches_numerical(kernel_backend, case):
     lp, tg, il, tl = case
     v = np.random.default_rng(0).standard_normal(lp.shape[1])
     t = mt.tensor(lp, requires_grad=True)
@@ -84,7 +86,8 @@ def test_ctc_numba_matches_the_reference(case, short):
     np.testing.assert_allclose(np.nan_to_num(gb), np.nan_to_num(ga), rtol=1e-10, atol=1e-12)
 
 
-def test_ctc_hand_cases():
+@covers("ctc_loss", grad=False)
+def test_ctc_hand_cases(kernel_backend):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((3, 1, 3))
     lp = x - np.log(np.exp(x).sum(-1, keepdims=True))
@@ -109,7 +112,7 @@ def test_ctc_hand_cases():
         F.ctc_loss(mt.tensor(lp), np.array([[1]]), [4], [1])
 
 
-def test_ctc_matches_pytorch():
+def test_ctc_matches_pytorch(kernel_backend):
     torch = pytest.importorskip("torch", reason="comparison with PyTorch's ctc_loss needs torch")
     rng = np.random.default_rng(2)
     T, B, C = 30, 4, 6
