@@ -1,4 +1,5 @@
-"""Backend selection without Numba: the library imports, `auto` means numpy, and a GPT trains."""
+"""Backend selection without Numba: the library imports, `auto` means numpy, and a GPT trains with AdamW steps
+that follow a float64 AdamW written out here."""
 
 from __future__ import annotations
 
@@ -27,14 +28,28 @@ def test_without_numba_auto_means_numpy_and_training_works():
             assert "Numba is not installed" in str(e)
         else:
             raise AssertionError("use('numba') should fail without Numba")
+        import numpy as np
         model = mt.nn.GPT(mt.nn.GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=2, n_embd=8))
         opt = model.configure_optimizers(0.1, 1e-2)
+        # AdamW written out in float64 on copies of the weights, fed the model's gradients: the reference
+        # kernels' steps must follow it (an adam_update without the bias correction, planted, fails here)
+        ref = [[p, p.numpy().astype(np.float64), 0.0, 0.0, g] for g in opt.param_groups for p in g["params"]]
         x = mt.randint(0, 11, (2, 8))
         first = None
-        for _ in range(20):
+        for t in range(1, 21):
             _, loss = model(x, x)
             first = first if first is not None else loss.item()
             opt.zero_grad(); loss.backward(); opt.step()
+            for r in ref:
+                p, w, m, v, group = r
+                g = p.grad.numpy().astype(np.float64)
+                (b1, b2), lr, wd, eps = group["betas"], group["lr"], group["weight_decay"], group["eps"]
+                w = w * (1 - lr * wd)
+                m = b1 * m + (1 - b1) * g
+                v = b2 * v + (1 - b2) * g * g
+                w = w - lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
+                r[1:4] = w, m, v
+                np.testing.assert_allclose(p.numpy(), w, rtol=1e-5, atol=1e-6, err_msg=f"step {t}")
         assert loss.item() < first
         print("ok")
     """)
