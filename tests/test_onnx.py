@@ -27,14 +27,28 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
-@pytest.mark.parametrize("bias,approximate", [(True, "none"), (False, "tanh")])
+def _set_gelu(model: mt.nn.GPT, approximate: str) -> None:
+    for block in model.transformer.h:
+        block.mlp.gelu.approximate = approximate
+
+
+@pytest.mark.parametrize("bias,approximate", [(False, "none"), (True, "none"), (True, "tanh")])
 def test_gpt_export_matches(tmp_path, bias, approximate):
     from minitransformer.deploy.onnx_export import export_gpt
 
     mt.manual_seed(0)
     model = mt.nn.GPT(mt.nn.GPTConfig(block_size=24, vocab_size=50, n_layer=2, n_head=4, n_embd=32, bias=bias))
-    for block in model.transformer.h:
-        block.mlp.gelu.approximate = approximate
+    if bias:
+        # At init scale the GELU inputs are ~0.1, where the tanh form and erf agree to 1e-6 and an export of the
+        # wrong one passed. Here they sit near -2.5 (|x| from 1.5 to 3.5: the forms differ by up to 5e-4 there),
+        # and the MLP outweighs the residual, so the logits of the two forms differ by ~1e-2, 100 times the
+        # tolerance (an exporter that always writes Erf, planted, fails the tanh case; checked below each run)
+        with mt.no_grad():
+            for block in model.transformer.h:
+                block.mlp.c_fc.weight.data *= 5
+                block.mlp.c_fc.bias.data[...] = -2.5
+                block.mlp.c_proj.weight.data *= 20
+    _set_gelu(model, approximate)
     model.eval()
     export_gpt(model, tmp_path / "gpt.onnx")
     onnx.checker.check_model(onnx.load(str(tmp_path / "gpt.onnx")))
@@ -44,6 +58,10 @@ def test_gpt_export_matches(tmp_path, bias, approximate):
         ours = model(idx, idx)[0].numpy()
         (theirs,) = sess.run(None, {"idx": idx})
         assert theirs.shape == (B, T, 50) and _rel(theirs, ours) <= 1e-4
+        if bias:  # the case can tell the two forms apart
+            _set_gelu(model, "tanh" if approximate == "none" else "none")
+            assert _rel(theirs, model(idx, idx)[0].numpy()) > 1e-3
+            _set_gelu(model, approximate)
 
 
 @pytest.mark.parametrize("norm_first,activation", [(True, "gelu"), (False, "relu")])
