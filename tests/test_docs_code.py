@@ -4,8 +4,8 @@ How a page is run:
 - The blocks of one page run in order in one namespace, as the cells of a notebook: a page is read top to
   bottom, so a later block may use what an earlier one defined (docs/interop.md's client, for one). Each block
   is its own test, named by its page and the line of its opening fence (`test_block[docs/interop.md:23]`);
-  selected alone, it first runs the blocks above it on its page. A block after one that failed or skipped
-  skips, naming that block.
+  selected alone, it first runs the blocks above it on its page (but not those run in their own process,
+  below). A block after one that failed or skipped skips, naming that block.
 - Each page runs in its own temporary working directory, with standard output captured. What a page's prose
   says the reader already has is put there first (`GIVEN` below: docs/interop.md's GPT-2 directory and
   training checkpoint).
@@ -15,9 +15,13 @@ How a page is run:
   as in doctest.
 - What a block needs: a module it imports that is not installed skips it, naming the module. An HTML comment
   on the line above the opening fence, `<!-- test: ... -->`, says the rest, in comma-separated words:
-  `needs X` (X one of `NEEDS`: numba, no-gpu, dot, server; the block skips, saying what is missing),
-  `env NAME=VALUE ...` (environment variables set while it runs), `own process` (it runs alone in a new
-  Python: `run_alone`), `slow` (`make test` still runs it; `-m "not slow"` leaves it out).
+  - `needs X`: X is one of `NEEDS` (no-gpu, dot, server) or a module the block needs without importing it
+    (numba for the Numba tier's output, mpi4py for `init_process_group`); the block skips, saying what is
+    missing;
+  - `env NAME=VALUE ...`: environment variables set while it runs;
+  - `own process`: it runs alone in a new Python (`run_alone`);
+  - `slow`: seconds of work, as docs/interop.md's block that imports transformers and PyTorch in a new
+    process; `make test` still runs it, `-m "not slow"` leaves it out.
 """
 
 from __future__ import annotations
@@ -39,7 +43,11 @@ from typing import Any
 
 import pytest
 
+import minitransformer as mt
 from minitransformer.backend import available
+from minitransformer.deploy.serve import make_server
+from minitransformer.io import hf
+from minitransformer.tasks.language_model import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -120,10 +128,6 @@ _pages: dict[str, Page] = {}
 
 
 # ---- what a block needs beyond its imports: None when present, else what is missing ------------------------------
-def _numba(page: Page) -> str | None:
-    return None if importlib.util.find_spec("numba") else "Numba is not installed (pip install numba)"
-
-
 def _no_gpu(page: Page) -> str | None:
     return "the output shown is a machine's without a GPU, and this one has one" if "cuda" in available() else None
 
@@ -140,8 +144,6 @@ def _server(page: Page) -> str | None:
     served under the id `out` on 127.0.0.1:8000 in a thread of this process (once, stopped after the tests)."""
     if _servers:
         return None
-    from minitransformer.deploy.serve import make_server
-
     try:
         srv = make_server(str(page.cwd / "out" / "run"), "127.0.0.1", 8000, model_name="out")
     except OSError as e:
@@ -151,7 +153,12 @@ def _server(page: Page) -> str | None:
     return None
 
 
-NEEDS: dict[str, Callable[[Page], str | None]] = {"numba": _numba, "no-gpu": _no_gpu, "dot": _dot, "server": _server}
+def _module(name: str) -> Callable[[Page], str | None]:
+    """A need that is not in NEEDS names a module the block uses without importing it itself."""
+    return lambda page: None if importlib.util.find_spec(name) else f"{name} is not installed"
+
+
+NEEDS: dict[str, Callable[[Page], str | None]] = {"no-gpu": _no_gpu, "dot": _dot, "server": _server}
 
 
 def missing_imports(code: str) -> list[str]:
@@ -169,10 +176,6 @@ def missing_imports(code: str) -> list[str]:
 def _interop(cwd: Path) -> None:
     """A GPT-2 directory at path/to/gpt2 (a small random GPT with GPT-2's vocabulary, written by our own
     exporter) and a training checkpoint at out/run (a character model trained for one step)."""
-    import minitransformer as mt
-    from minitransformer.io import hf
-    from minitransformer.tasks.language_model import TrainConfig, train
-
     mt.manual_seed(0)
     gpt2 = mt.nn.GPT(mt.nn.GPTConfig(n_layer=1, n_head=2, n_embd=8, block_size=16, vocab_size=50257))
     hf.export_gpt2(gpt2, None, cwd / "path" / "to" / "gpt2")
@@ -239,7 +242,7 @@ def run(block: Block, page: Page) -> None:
     page.done[block.line] = "failed"
     missing = missing_imports(block.code)
     whys = [f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed"] if missing else []
-    whys += [why for why in (NEEDS[need](page) for need in block.needs) if why is not None]
+    whys += [why for why in (NEEDS.get(need, _module(need))(page) for need in block.needs) if why is not None]
     if whys:
         page.done[block.line] = f"skipped: {whys[0]}"
         pytest.skip(f"{block.name} {page.done[block.line]}")
@@ -264,7 +267,8 @@ def test_block(block: Block, tmp_path_factory: pytest.TempPathFactory) -> None:
         page = _pages[block.page] = Page(tmp_path_factory.mktemp(re.sub(r"\W", "_", block.page)))
         if block.page in GIVEN:
             GIVEN[block.page](page.cwd)
-    for before in (b for b in BLOCKS if b.page == block.page and b.line < block.line):
+    # the blocks above this one on its page, but not those run in their own process: they share no names
+    for before in (b for b in BLOCKS if b.page == block.page and b.line < block.line and not b.own_process):
         if before.line not in page.done:
             with contextlib.suppress(Exception, pytest.skip.Exception):
                 run(before, page)
