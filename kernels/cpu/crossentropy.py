@@ -36,11 +36,16 @@ def _fwd(x, rowmax, t, w, ignore_index, eps, lse, row_loss, row_w):  # noqa: ANN
             row_w[n] = 0.0
             continue
         wt = w[tn]
-        loss = (one - eps) * wt * (lse_n - row[tn])           # -w_t * log p_t
+        zero = row.dtype.type(0.0)
+        qt = (one - eps) * wt
+        # a term with a zero coefficient is 0, also where log p = -inf (the reference's q != 0 rule): a class
+        # of weight 0 at a -inf logit would otherwise give 0 * inf = NaN
+        loss = qt * (lse_n - row[tn]) if qt != zero else zero  # -w_t * log p_t
         if eps > 0:
-            smooth = row.dtype.type(0.0)
+            smooth = zero
             for c in range(C):
-                smooth += w[c] * (lse_n - row[c])             # -sum_c w_c log p_c
+                wc = w[c]
+                smooth += wc * (lse_n - row[c]) if wc != zero else zero  # -sum_c w_c log p_c
             loss += eps_c * smooth
         row_loss[n] = loss
         row_w[n] = wt
