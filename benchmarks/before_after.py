@@ -1,4 +1,5 @@
-"""A change's cost, side by side: the baby GPT's training step (benchmarks/train_step.py's step) and its
+"""A change's cost, side by side: the baby GPT's training step (benchmarks/train_step.py's step, with Numba and
+on the NumPy tier alone) and its
 generation speed (greedy, batch 1, with the key/value cache: the time of a 256-token prompt's pass and 64 new
 tokens, divided by the 64 tokens), measured in this
 tree and in another revision (a git worktree), in separate processes that alternate.
@@ -37,25 +38,32 @@ def worker(reps: int) -> dict:
         sys.exit(f"imported {mt.__file__}, not the tree under test {os.environ['MT_TREE']}")
     from train_step import CONFIGS, make_steps
 
-    step = make_steps(CONFIGS["baby"], ["ours"])["ours"]
-    for _ in range(3):
-        step()
-    steps = []
+    made = make_steps(CONFIGS["baby"], ["ours", "numpy"])
+    for step in made.values():
+        for _ in range(3):
+            step()
+    times: dict[str, list[float]] = {name: [] for name in made}
     for _ in range(reps):
-        t0 = time.perf_counter()
-        step()
-        steps.append(time.perf_counter() - t0)
+        for name, step in made.items():                      # Numba's step and the NumPy tier's, alternating
+            t0 = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - t0)
     mt.manual_seed(0)
     model = mt.nn.GPT(mt.nn.GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=512, vocab_size=65)).eval()
     context = mt.tensor(np.random.default_rng(0).integers(0, 65, (1, 256)))
     new = 64
     model.generate(context, 8, top_k=1)
-    tokens = []
+    tokens, first = [], []
     for _ in range(max(3, reps // 4)):
         t0 = time.perf_counter()
         model.generate(context, new, top_k=1)
         tokens.append((time.perf_counter() - t0) / new)
-    return {"step_ms": statistics.median(steps) * 1e3, "token_ms": statistics.median(tokens) * 1e3}
+        t0 = time.perf_counter()
+        model.generate(context, 1, top_k=1)                  # the prompt's pass alone
+        first.append(time.perf_counter() - t0)
+    token, prompt = statistics.median(tokens), statistics.median(first)
+    return {"step_ms": statistics.median(times["ours"]) * 1e3, "numpy_step_ms": statistics.median(times["numpy"]) * 1e3,
+            "token_ms": token * 1e3, "decode_ms": (token * new - prompt) / (new - 1) * 1e3}
 
 
 def spawn(tree: Path, threads: int, reps: int) -> dict:
@@ -101,11 +109,15 @@ def main() -> None:
     lines = [f"# Before and after: {rev} against this tree ({head}, {time.strftime('%Y-%m-%d')})", "",
              f"`python benchmarks/before_after.py --base {args.base}`: baby GPT (4 layers, 128 wide, block 64, "
              f"batch 12) training step, and greedy generation with the cache: a 256-token prompt and 64 new tokens, "
-             f"batch 1, the whole time over the 64 tokens; "
+             f"batch 1, the whole time over the 64 tokens, and the decode step alone ((that time - the prompt's "
+             f"pass) / 63); the NumPy tier's step (every kernel from kernels/reference, as without Numba) "
+             f"alternates with Numba's in each process; "
              f"{args.threads} thread(s); {args.rounds} rounds of the two processes alternating, each the median of "
              f"its repetitions; the table gives the median over rounds (each round in brackets).", "",
              "| measure | before | after | after / before |", "|---|---:|---:|---:|"]
-    for key, label in (("step_ms", "training step, ms"), ("token_ms", "generation, ms per token")):
+    for key, label in (("step_ms", "training step, ms"), ("numpy_step_ms", "training step, NumPy tier only, ms"),
+                       ("token_ms", "generation, ms per token (prompt included)"),
+                       ("decode_ms", "decode step alone, ms per token")):
         b = [r[key] for r in runs["before"]]
         a = [r[key] for r in runs["after"]]
         lines.append(f"| {label} | {statistics.median(b):.3f} ({', '.join(f'{v:.2f}' for v in b)}) | "
