@@ -69,7 +69,7 @@ def test_embedding_with_padding_matches_torch():
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("smoothing", [0.0, 0.2])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_cross_entropy_matches_torch(reduction, smoothing, weighted):
+def test_cross_entropy_matches_torch(kernel_backend, reduction, smoothing, weighted):
     rng = np.random.default_rng(0)
     cases = [(rng.standard_normal((6, 5)), rng.integers(0, 5, 6)),
              (rng.standard_normal((2, 5, 3)), rng.integers(0, 5, (2, 3))),
@@ -115,7 +115,7 @@ def test_nll_and_mse_match_torch():
 
 
 @pytest.mark.parametrize("mask_kind", ["none", "bool", "float", "causal", "fully_masked_row"])
-def test_sdpa_matches_torch(mask_kind):
+def test_sdpa_matches_torch(kernel_backend, mask_kind):
     rng = np.random.default_rng(4)
     q, k, v = rng.standard_normal((2, 3, 5, 4)), rng.standard_normal((2, 3, 6, 4)), rng.standard_normal((2, 3, 6, 2))
     kw = {}
@@ -251,7 +251,7 @@ def _quadratic_params(rng):
     ("AdamW", dict(lr=0.01)),
     ("AdamW", dict(lr=0.02, betas=(0.8, 0.99), weight_decay=0.3, amsgrad=True, maximize=True)),
 ])
-def test_optimizers_match_torch(name, kw):
+def test_optimizers_match_torch(kernel_backend, name, kw):
     rng = np.random.default_rng(8)
     init = _quadratic_params(rng)
     targets = _quadratic_params(rng)
