@@ -79,7 +79,7 @@ def _load(backend: str) -> dict[str, Callable[..., Any]]:
     if table is None:
         if backend not in _PACKAGES:
             raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(['auto', *_PACKAGES])}")
-        if backend not in available():
+        if backend != "numpy" and backend not in available():  # numpy: always there, and Numba stays unimported
             why = ("CuPy or a GPU is missing (pip install 'minitransformer[cuda]' on a machine with an NVIDIA GPU)"
                    if backend == "cuda" else "Numba is not installed (pip install 'minitransformer[numba]')")
             raise ValueError(f"backend {backend!r} is not available: {why}")
