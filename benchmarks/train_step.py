@@ -97,7 +97,8 @@ def make_steps(c, which):  # noqa: ANN001, ANN201
             continue
         import minitransformer as mt
 
-        mt.backend.warmup()
+        if name == "ours":
+            mt.backend.warmup()                              # the NumPy tier alone never loads Numba
         steps[name] = our_step(mt, c, x, y, "auto" if name == "ours" else "numpy")
     if "torch" in which:
         import torch
@@ -153,6 +154,8 @@ def worker(threads: int, config: str, which: list[str], reps: int) -> dict:
 
 def run_worker(threads: int, config: str, which: list[str], reps: int) -> dict:
     env = {**os.environ, **thread_env(threads), "PYTHONPATH": str(ROOT)}
+    if which == ["numpy"]:
+        env["MINITRANSFORMER_BACKEND"] = "numpy"                 # as without Numba: it is never imported
     if "ours" in which:
         # Passive OpenMP waiting keeps the thread pools in one process (OpenBLAS, Numba's OpenMP, and
         # PyTorch's when both run) from spinning against each other; minitransformer sets it on import.
@@ -165,23 +168,25 @@ def run_worker(threads: int, config: str, which: list[str], reps: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def alone(threads: int, config: str, reps: int, rounds: int, with_torch: bool) -> tuple[dict, dict]:
-    """Each library alone in its own process, the two processes alternating `rounds` times (the machine's
-    load drifts between processes); the median over rounds of each process's median, and the peak RSS."""
+def alone(threads: int, config: str, reps: int, rounds: int, with_torch: bool) -> tuple[dict, dict, dict]:
+    """Each library alone in its own process (and our NumPy tier alone, Numba never imported), the processes
+    alternating `rounds` times (the machine's load drifts between processes); the median over rounds of each
+    process's median, and the peak RSS."""
     import statistics
 
-    runs: dict[str, list[dict]] = {"ours": [], "torch": []}
+    runs: dict[str, list[dict]] = {"ours": [], "torch": [], "numpy": []}
     for _ in range(rounds):
         runs["ours"].append(run_worker(threads, config, ["ours"], reps))
         if with_torch:
             runs["torch"].append(run_worker(threads, config, ["torch"], reps))
+        runs["numpy"].append(run_worker(threads, config, ["numpy"], reps))
     out = []
     for name, rs in runs.items():
         if not rs:
             out.append({})
             continue
         out.append({name: statistics.median(r[name] for r in rs), "rss_mb": max(r["rss_mb"] for r in rs)})
-    return out[0], out[1]
+    return out[0], out[1], out[2]
 
 
 def main() -> None:
@@ -219,16 +224,18 @@ def main() -> None:
              "counts for the rest) at the SGEMM rate measured in the same process (a 1024^3 float32 product, the "
              "best of 9), and \"% of floor\" is floor / time for the steps of columns 3 and 4. \"NumPy only\": the "
              "same step with every kernel from the NumPy tier (mt.backend.use(\"numpy\")), the path of an install "
-             "without Numba, alternating with the other two.", "",
+             "without Numba, alternating with the other two; and alone in its own process with "
+             "MINITRANSFORMER_BACKEND=numpy (Numba never imported), alternating with the other two processes.", "",
              "| config | threads | minitransformer ms/step | PyTorch ms/step | ratio (ours / torch) | "
              "each alone: ours | each alone: torch | peak RSS ours | peak RSS torch | GFLOP/step | SGEMM GFLOP/s | "
-             "floor ms | ours: % of floor | torch: % of floor | NumPy only ms/step | NumPy only / ours |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "floor ms | ours: % of floor | torch: % of floor | NumPy only ms/step | NumPy only / ours | "
+             "NumPy only alone | peak RSS NumPy only |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for config in ["baby"] + (["large"] if args.large else []):
         reps = args.reps if config == "baby" else max(3, args.reps // 5)
         for t in args.threads:
             both = run_worker(t, config, ["ours", "numpy", "torch"], reps)
-            alone_ours, alone_torch = alone(t, config, reps, args.rounds, "torch" in both)
+            alone_ours, alone_torch, alone_numpy = alone(t, config, reps, args.rounds, "torch" in both)
             ratio = f"{both['ours'] / both['torch']:.2f}" if "torch" in both else ""
             torch_alone = f"{alone_torch['torch']:.1f}" if alone_torch else ""
             torch_rss = f"{alone_torch['rss_mb']:.0f} MB" if alone_torch else ""
@@ -238,7 +245,8 @@ def main() -> None:
                          f"{alone_ours['ours']:.1f} | {torch_alone} | {alone_ours['rss_mb']:.0f} MB | {torch_rss} | "
                          f"{both['flops'] / 1e9:.2f} | {both['sgemm_gflops']:.1f} | {floor:.1f} | "
                          f"{100 * floor / both['ours']:.0f}% | {torch_floor} | {both['numpy']:.1f} | "
-                         f"{both['numpy'] / both['ours']:.2f}x |")
+                         f"{both['numpy'] / both['ours']:.2f}x | {alone_numpy['numpy']:.1f} | "
+                         f"{alone_numpy['rss_mb']:.0f} MB |")
             print(lines[-1], flush=True)
     write_report(args.out, lines)
 
