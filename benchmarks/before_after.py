@@ -30,12 +30,17 @@ ROOT = Path(__file__).resolve().parent.parent
 def worker(reps: int) -> dict:
     """In a process whose PYTHONPATH names the tree under test: step and decode medians (ms)."""
     sys.path.insert(0, os.environ["MT_TREE"])
+    # An editable install maps minitransformer.kernels to the installed checkout; older trees asked for that
+    # name before mounting their own kernels/, so the finder is taken out and each tree runs its own kernels.
+    sys.meta_path = [f for f in sys.meta_path if "editable" not in type(f).__module__.lower()
+                     and "editable" not in getattr(f, "__name__", "").lower()]
     import numpy as np
 
     import minitransformer as mt
 
-    if not Path(mt.__file__).resolve().is_relative_to(Path(os.environ["MT_TREE"]).resolve()):
-        sys.exit(f"imported {mt.__file__}, not the tree under test {os.environ['MT_TREE']}")
+    for module in (mt, sys.modules["minitransformer.kernels"]):
+        if not Path(module.__file__).resolve().is_relative_to(Path(os.environ["MT_TREE"]).resolve()):
+            sys.exit(f"imported {module.__file__}, not the tree under test {os.environ['MT_TREE']}")
     from train_step import CONFIGS, make_steps
 
     made = make_steps(CONFIGS["baby"], ["ours", "numpy"])

@@ -54,9 +54,12 @@ def _mount_kernels() -> None:
     registered under the same name; nothing is ever importable as a bare `kernels`.
     """
     name = __name__ + ".kernels"
-    if name in sys.modules or importlib.util.find_spec(name) is not None:
-        return
-    src = Path(__file__).resolve().parent.parent / "kernels" / "__init__.py"
+    here = Path(__file__).resolve().parent
+    if name in sys.modules or (here / "kernels" / "__init__.py").is_file():
+        return                                                  # mounted already, or an installed wheel
+    # A checkout: its own kernels/, even when an editable install of another checkout would also answer
+    # for the name (a second worktree, as benchmarks/before_after.py makes, must run its own kernels).
+    src = here.parent / "kernels" / "__init__.py"
     spec = importlib.util.spec_from_file_location(name, src, submodule_search_locations=[str(src.parent)])
     if spec is None or spec.loader is None or not src.is_file():
         raise ImportError(f"minitransformer.kernels not found (looked for {src})")
