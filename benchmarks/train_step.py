@@ -227,9 +227,10 @@ def main() -> None:
              "without Numba, alternating with the other two; and alone in its own process with "
              "MINITRANSFORMER_BACKEND=numpy (Numba never imported), alternating with the other two processes.", "",
              "| config | threads | minitransformer ms/step | PyTorch ms/step | ratio (ours / torch) | "
-             "each alone: ours | each alone: torch | peak RSS ours | peak RSS torch | GFLOP/step | SGEMM GFLOP/s | "
+             "each alone: ours ms/step | each alone: torch ms/step | peak RSS ours | peak RSS torch | GFLOP/step | "
+             "SGEMM GFLOP/s | "
              "floor ms | ours: % of floor | torch: % of floor | NumPy only ms/step | NumPy only / ours | "
-             "NumPy only alone | peak RSS NumPy only |",
+             "NumPy only alone ms/step | peak RSS NumPy only |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for config in ["baby"] + (["large"] if args.large else []):
         reps = args.reps if config == "baby" else max(3, args.reps // 5)
