@@ -112,7 +112,6 @@ KNOWN_GAPS = [
      "no results file: benchmarks/load_serve.py prints its table and writes none"),
     ("docs/tasks/classification.md", "1.0000", "macro-F1: tasks-cpu.md does not record it"),
     ("docs/tasks/classification.md", "0.9985", "macro-F1: tasks-cpu.md does not record it"),
-    ("docs/tasks/translation.md", "100.00", "chrF: tasks-cpu.md does not record it"),
 ]
 
 CONSTANTS = {Decimal(c) for c in ("1", "2", "60", "100", "1000")}
