@@ -4,6 +4,7 @@ of softmax, log_softmax and logsumexp."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -231,3 +232,16 @@ def test_logsumexp_of_all_minus_inf_is_minus_inf_with_zero_gradient():
 def test_softmax_with_masked_minus_inf_entries(kernel_backend):
     x = mt.tensor([[0.0, -np.inf, 0.0]])
     np.testing.assert_allclose(F.softmax(x, dim=-1).numpy(), [[0.5, 0.0, 0.5]])
+
+
+@covers("topk", forward=True, grad=False)
+def test_topk_of_a_0d_tensor_is_the_value_itself_as_in_pytorch():
+    """torch.topk(torch.tensor(3.), k) gives (tensor(3.), tensor(0)) for k = 0 and 1 and refuses k = 2."""
+    x = mt.tensor(3.0, requires_grad=True)
+    for k in (0, 1):
+        values, indices = mt.topk(x, k)
+        assert values.shape == () and indices.shape == () and values.item() == 3.0 and indices.item() == 0
+    values.backward()
+    assert x.grad.item() == 1.0
+    with pytest.raises(ValueError, match="0-d"):
+        mt.topk(x, 2)

@@ -254,8 +254,14 @@ def argmin(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Tens
 def topk(input: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> ValuesIndices:  # noqa: A002
     """The k largest (or smallest) values along `dim`, in order, and their indices; values carry
     gradients back to the positions they came from."""
+    if input.ndim == 0:                                         # PyTorch: the value itself, index 0, for k 0 or 1
+        if k not in (0, 1):
+            raise ValueError(f"topk: k={k} is out of range for a 0-d tensor (k must be 0 or 1)")
+        norm_dim(dim, 0, "topk")
+        values, indices = topk(input.reshape(1), 1, 0, largest, sorted)
+        return ValuesIndices(values.reshape(()), indices.reshape(()))
     d = norm_dim(dim, input.ndim, "topk")
-    n = input.shape[d] if input.ndim else 1
+    n = input.shape[d]
     if not 0 <= k <= n:
         raise ValueError(f"topk: k={k} is out of range for dimension {d} of size {n}")
     xp = array_module(input.data)
