@@ -1,8 +1,9 @@
 """The applications' targets: each task trained from scratch with its documented command, then evaluated on
-held-out data; accuracy and the wall-clock time it took on this machine (all cores).
+held-out data; accuracy (with macro-F1 for a classifier, chrF for a translator) and the wall-clock time it took on
+this machine (all cores).
 
     python benchmarks/tasks.py                       # every task -> benchmarks/results/tasks-cpu.md
-    python benchmarks/tasks.py --only numbers-fr     # one of them (the table keeps the others' last rows)
+    python benchmarks/tasks.py --only numbers-fr     # one of them (the table keeps the others' rows, with their date)
 
 Each row is also a command a user can run: `minitransformer <args>` with the args shown.
 """
@@ -10,7 +11,6 @@ Each row is also a command a user can run: `minitransformer <args>` with the arg
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shlex
@@ -19,11 +19,12 @@ import sys
 import time
 from pathlib import Path
 
-from _report import cpu_model  # benchmarks/ is the script's folder
+from _report import cpu_model, write_report  # benchmarks/ is the script's folder
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "tasks-cpu.md"
-# name -> (command-line args, metric printed by the report, target)
+# name -> (command-line args, metric printed by the report, target); each task's report also prints the second
+# metric SECOND names (chrF for translation, macro-F1 for the classifiers)
 TASKS = {
     "numbers-en": ("translate train --corpus numbers-en --out out/bench/numbers-en", "exact match", 99.0),
     "numbers-fr": ("translate train --corpus numbers-fr --max-iters 4000 --out out/bench/numbers-fr",
@@ -36,6 +37,7 @@ TASKS = {
     "fashion-mnist": ("vit train --dataset fashion-mnist --max-iters 4000 --batch-size 128 --eval-interval 1000 "
                       "--plot-attention --out out/bench/fashion", "accuracy", 85.0),
 }
+SECOND = {"exact match": "chrF", "accuracy": "macro-F1"}
 
 
 def run(name: str) -> dict:
@@ -51,41 +53,59 @@ def run(name: str) -> dict:
     if proc.returncode or m is None:
         return {"name": name, "args": args, "error": text.strip().splitlines()[-1] if text.strip() else "failed"}
     trained = re.search(r"trained in (\d+) s", text)
+    second = re.search(rf"{SECOND[metric]} ([0-9.]+)", text)
     return {"name": name, "args": args, "metric": metric, "value": float(m.group(1)), "target": target,
+            "second": f"{SECOND[metric]} {second.group(1)}" if second else None,
             "train_s": int(trained.group(1)) if trained else None, "wall_s": wall}
+
+
+def row(r: dict, date: str) -> str:
+    """One task's line of the results table."""
+    if "error" in r:
+        return f"| {r['name']} | `{r['args']}` | failed: {r['error']} | | | | | {date} |"
+    met = "yes" if r["value"] >= r["target"] else "**no**"
+    result = f"{r['metric']} {r['value']:.2f}%" + (f", {r['second']}" if r["second"] else "")
+    return (f"| {r['name']} | `minitransformer {r['args']}` | {result} | >= {r['target']:.0f}% | {met} | "
+            f"{r['train_s']} s | {r['wall_s']:.0f} s | {date} |")
+
+
+def recorded_rows(path: Path) -> dict[str, str]:
+    """The table's lines as the results file has them, by task; a line written before rows carried their date
+    gets the date of the file's title."""
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    title_date = re.search(r"\((\d{4}-\d{2}-\d{2})\)", lines[0]) if lines else None
+    rows = {}
+    for line in lines:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0] in TASKS and len(cells) >= 7:
+            if len(cells) == 7:
+                cells.append(title_date.group(1) if title_date else "")
+            rows[cells[0]] = "| " + " | ".join(cells) + " |"
+    return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="+", choices=list(TASKS), default=list(TASKS))
     args = ap.parse_args()
-    state_file = ROOT / "out" / "bench" / "tasks.json"  # rows of earlier runs (not committed)
-    state_file.parent.mkdir(parents=True, exist_ok=True)
-    rows = json.loads(state_file.read_text()) if state_file.exists() else {}
+    rows = recorded_rows(OUT)  # the tasks not run now keep their recorded line
     for name in args.only:
-        rows[name] = run(name)
-        state_file.write_text(json.dumps(rows, indent=1))
+        rows[name] = row(run(name), time.strftime("%Y-%m-%d"))
+        write_report(OUT, table(rows))
+
+
+def table(rows: dict[str, str]) -> list[str]:
+    """The results file: the machine, what was measured, and the tasks' lines in TASKS's order."""
     cpu = cpu_model()
-    lines = [f"# The applications: held-out results ({time.strftime('%Y-%m-%d')})", "",
-             f"Machine: {cpu}, {os.cpu_count()} cores (all used). Each task trained from scratch by "
-             "`minitransformer <command>`, then evaluated on data it never saw (split by value: numbers, dates "
-             "and bracket strings; a fixed stratified 80/20 split for digits; the official test set for "
-             "Fashion-MNIST). Time: the training loop's wall-clock, evaluations included; 'total' adds data "
-             "generation, start-up and the final evaluation.", "",
-             "| task | command | held-out result | target | met | training time | total |",
-             "|---|---|---|---|---|---|---|"]
-    for name in TASKS:
-        r = rows.get(name)
-        if r is None:
-            continue
-        if "error" in r:
-            lines.append(f"| {name} | `{r['args']}` | failed: {r['error']} | | | | |")
-            continue
-        met = "yes" if r["value"] >= r["target"] else "**no**"
-        lines.append(f"| {name} | `minitransformer {r['args']}` | {r['metric']} {r['value']:.2f}% | "
-                     f">= {r['target']:.0f}% | {met} | {r['train_s']} s | {r['wall_s']:.0f} s |")
-    OUT.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    return ["# The applications: held-out results", "",
+            f"Machine: {cpu}, {os.cpu_count()} cores (all used). Each task trained from scratch by "
+            "`minitransformer <command>`, then evaluated on data it never saw (split by value: numbers, dates "
+            "and bracket strings; a fixed stratified 80/20 split for digits; the official test set for "
+            "Fashion-MNIST). Time: the training loop's wall-clock, evaluations included; 'total' adds data "
+            "generation, start-up and the final evaluation.", "",
+            "| task | command | held-out result | target | met | training time | total | measured |",
+            "|---|---|---|---|---|---|---|---|",
+            *(rows[name] for name in TASKS if name in rows)]
 
 
 if __name__ == "__main__":

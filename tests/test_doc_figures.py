@@ -110,8 +110,6 @@ KNOWN_GAPS = [
     ("docs/explore.md", "0.53 MB of JSON", "no results file: measured with the response times"),
     ("docs/reliability.md", "| `python benchmarks/load_serve.py",
      "no results file: benchmarks/load_serve.py prints its table and writes none"),
-    ("docs/tasks/classification.md", "1.0000", "macro-F1: tasks-cpu.md does not record it"),
-    ("docs/tasks/classification.md", "0.9985", "macro-F1: tasks-cpu.md does not record it"),
 ]
 
 CONSTANTS = {Decimal(c) for c in ("1", "2", "60", "100", "1000")}
