@@ -9,8 +9,9 @@ other until the time is up: every fourth a completion (a short prompt, 8 new tok
 GET /health. With --idle N, N more sockets connect and send nothing for the whole run (each reconnects when
 the server drops it at its timeout): they must not slow the others down.
 
-    python benchmarks/load_serve.py                       # 32 clients for 15 s
-    python benchmarks/load_serve.py --clients 64 --seconds 10 --idle 100
+    python benchmarks/load_serve.py                       # 32 clients for 15 s -> benchmarks/results/load-serve-cpu.md
+    python benchmarks/load_serve.py --idle 0 200 300      # three runs, one row each: 0, 200 and 300 idle sockets
+    python benchmarks/load_serve.py --clients 64 --seconds 10 --idle 100 --out out/load.md
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from _report import cpu_model, write_report  # benchmarks/ is the script's folder
 
 from minitransformer.tasks.language_model import TrainConfig, train
 
@@ -95,13 +97,48 @@ def idler(port: int, until: float, stop: threading.Event, drops: Counter) -> Non
             time.sleep(0.05)
 
 
+def load_run(model: Path, args: argparse.Namespace, idle: int) -> str:
+    """One run against a fresh server: `args.clients` clients and `idle` silent sockets for `args.seconds`
+    -> its table row."""
+    proc, port = start_server(model, args.timeout, args.max_connections)
+    try:
+        latencies: dict[str, list[float]] = {"health": [], "completion": []}
+        errors, drops, stop = Counter(), Counter(), threading.Event()
+        until = time.monotonic() + args.seconds
+        threads = [threading.Thread(target=idler, args=(port, until, stop, drops)) for _ in range(idle)]
+        threads += [threading.Thread(target=client, args=(port, k, until, latencies, errors))
+                    for k in range(args.clients)]
+        t0 = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=args.seconds + 60)
+        wall = time.monotonic() - t0
+        stop.set()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    if idle:
+        print(f"{idle} idle sockets: {dict(drops)}")
+    ok = {k: np.array(v) * 1e3 for k, v in latencies.items()}
+    answered = sum(len(v) for v in ok.values())
+    total = answered + sum(errors.values())
+    errs = ", ".join(f"{k}: {v}" for k, v in sorted(errors.items())) or "0"
+    p = {q: " / ".join(f"{np.percentile(ok[k], q):.1f}" if len(ok[k]) else "-" for k in ("health", "completion"))
+         for q in (50, 99)}
+    return (f"| {args.clients} | {idle} | {wall:.1f} | {total} | {answered} | {errs} | {total / wall:.0f} | "
+            f"{p[50]} | {p[99]} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--seconds", type=float, default=15.0)
-    ap.add_argument("--idle", type=int, default=0, help="sockets that connect and send nothing")
+    ap.add_argument("--idle", type=int, nargs="+", default=[0],
+                    help="sockets that connect and send nothing; several values: one run each, one row each")
     ap.add_argument("--timeout", type=float, default=5.0, help="the server's socket timeout")
     ap.add_argument("--max-connections", type=int, default=256)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "load-serve-cpu.md")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,42 +146,19 @@ def main() -> None:
         (d / "text.txt").write_text("hello there, general kenobi. " * 300, encoding="utf-8")
         train(TrainConfig(data=str(d / "text.txt"), out=str(d / MODEL), n_layer=2, n_head=2, n_embd=32,
                           block_size=32, max_iters=1, eval_interval=1, eval_iters=1, sample_tokens=0), progress=False)
-        proc, port = start_server(d / MODEL, args.timeout, args.max_connections)
-        try:
-            latencies: dict[str, list[float]] = {"health": [], "completion": []}
-            errors, drops, stop = Counter(), Counter(), threading.Event()
-            until = time.monotonic() + args.seconds
-            threads = [threading.Thread(target=idler, args=(port, until, stop, drops)) for _ in range(args.idle)]
-            threads += [threading.Thread(target=client, args=(port, k, until, latencies, errors))
-                        for k in range(args.clients)]
-            t0 = time.monotonic()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(timeout=args.seconds + 60)
-            wall = time.monotonic() - t0
-            stop.set()
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+        rows = [load_run(d / MODEL, args, idle) for idle in args.idle]
 
-    ok = {k: np.array(v) * 1e3 for k, v in latencies.items()}
-    answered = sum(len(v) for v in ok.values())
-    total = answered + sum(errors.values())
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python "
-          f"{platform.python_version()}; server timeout {args.timeout:g} s, max_connections {args.max_connections}")
-    print(f"command: python benchmarks/load_serve.py --clients {args.clients} --seconds {args.seconds:g} "
-          f"--idle {args.idle}\n")
-    print("| clients | idle sockets | seconds | requests | answered 200 | errors | requests/s | "
-          "p50 ms (health / completion) | p99 ms (health / completion) |")
-    print("|---:|---:|---:|---:|---:|---|---:|---|---|")
-    errs = ", ".join(f"{k}: {v}" for k, v in sorted(errors.items())) or "0"
-    p = {q: " / ".join(f"{np.percentile(ok[k], q):.1f}" if len(ok[k]) else "-" for k in ("health", "completion"))
-         for q in (50, 99)}
-    print(f"| {args.clients} | {args.idle} | {wall:.1f} | {total} | {answered} | {errs} | {total / wall:.0f} | "
-          f"{p[50]} | {p[99]} |")
-    if args.idle:
-        print(f"\nidle sockets: {dict(drops)}")
+    idle = " ".join(map(str, args.idle))
+    write_report(args.out, [
+        f"# A load run against `minitransformer serve` ({time.strftime('%Y-%m-%d')})", "",
+        f"Machine: {cpu_model()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, CPU only; server "
+        f"timeout {args.timeout:g} s, max_connections {args.max_connections}; a fresh server for each row.", "",
+        f"Command: `python benchmarks/load_serve.py --clients {args.clients} --seconds {args.seconds:g} "
+        f"--idle {idle}`", "",
+        "| clients | idle sockets | seconds | requests | answered 200 | errors | requests/s | "
+        "p50 ms (health / completion) | p99 ms (health / completion) |",
+        "|---:|---:|---:|---:|---:|---|---:|---|---|",
+        *rows])
 
 
 if __name__ == "__main__":

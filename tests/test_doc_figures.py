@@ -50,7 +50,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
-# Pages whose figures are tagged by whoever rewrites them next; their checks run and are expected to fail.
+# Pages whose figures are not tagged yet; their checks run and are expected to fail.
 # To turn a page's check on, delete it from this set.
 PENDING: set[str] = set()
 
@@ -108,8 +108,6 @@ KNOWN_GAPS = [
      "(83.8 ms; the first request took 1.2 s, the others 57 to 114 ms)",
      "no results file: the page's own script measures it, and nothing records its output"),
     ("docs/explore.md", "0.53 MB of JSON", "no results file: measured with the response times"),
-    ("docs/reliability.md", "| `python benchmarks/load_serve.py",
-     "no results file: benchmarks/load_serve.py prints its table and writes none"),
 ]
 
 CONSTANTS = {Decimal(c) for c in ("1", "2", "60", "100", "1000")}
