@@ -105,9 +105,10 @@ def main() -> None:
                        capture_output=True)
         try:
             runs: dict[str, list[dict]] = {"before": [], "after": []}
-            for _ in range(args.rounds):
-                runs["before"].append(spawn(base, args.threads, args.reps))
-                runs["after"].append(spawn(ROOT, args.threads, args.reps))
+            for r in range(args.rounds):                       # ABBA: each tree goes first in every other round
+                order = (("before", base), ("after", ROOT)) if r % 2 == 0 else (("after", ROOT), ("before", base))
+                for name, tree in order:
+                    runs[name].append(spawn(tree, args.threads, args.reps))
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT, check=False,
                            capture_output=True)
@@ -117,7 +118,8 @@ def main() -> None:
              f"batch 1, the whole time over the 64 tokens, and the decode step alone ((that time - the prompt's "
              f"pass) / 63); the NumPy tier's step (every kernel from kernels/reference, as without Numba) "
              f"alternates with Numba's in each process; "
-             f"{args.threads} thread(s); {args.rounds} rounds of the two processes alternating, each the median of "
+             f"{args.threads} thread(s); {args.rounds} rounds of the two processes alternating (each first in "
+             f"every other round), each the median of "
              f"its repetitions; the table gives the median over rounds (each round in brackets).", "",
              "| measure | before | after | after / before |", "|---|---:|---:|---:|"]
     for key, label in (("step_ms", "training step, ms"), ("numpy_step_ms", "training step, NumPy tier only, ms"),

@@ -154,6 +154,7 @@ def worker(threads: int, config: str, which: list[str], reps: int) -> dict:
 
 def run_worker(threads: int, config: str, which: list[str], reps: int) -> dict:
     env = {**os.environ, **thread_env(threads), "PYTHONPATH": str(ROOT)}
+    env.pop("MINITRANSFORMER_BACKEND", None)                    # each worker runs the backend it names
     if which == ["numpy"]:
         env["MINITRANSFORMER_BACKEND"] = "numpy"                 # as without Numba: it is never imported
     if "ours" in which:
@@ -213,12 +214,11 @@ def main() -> None:
     lines = [f"# Training step: minitransformer vs PyTorch eager ({time.strftime('%Y-%m-%d')})", "",
              f"Machine: {cpu}, {os.cpu_count()} cores. Python {platform.python_version()}, NumPy {numpy.__version__}, "
              f"PyTorch {torch_v or 'not installed'}. Step = forward + cross-entropy + backward + clip_grad_norm_ + "
-             "AdamW; medians of alternating steps in one process (columns 3-5 and the last two; passive OpenMP "
-             "waiting, which "
-             "minitransformer sets and without which the pools of the two libraries fight), and of each library "
-             f"alone in its own process with its own defaults, the two processes alternating {args.rounds} times, "
-             "median of "
-             "the process medians (columns 6-7, which also give the peak RSS). Thread count as in column 2 "
+             "AdamW; medians of alternating steps in one process (columns 3-5 and 15-16; passive OpenMP waiting, "
+             "which minitransformer sets and without which the pools of the two libraries fight), and of each "
+             "library alone in its own process with its own defaults, the three processes (ours, PyTorch's, ours "
+             f"on the NumPy tier) alternating {args.rounds} times, median of the process medians (columns 6-7 and "
+             "17, with the peak RSS in columns 8-9 and 18). Thread count as in column 2 "
              "(OMP/OPENBLAS/NUMBA_NUM_THREADS and torch.set_num_threads).", "",
              "The floor is the step's FLOPs (mt.profiler's count from the shapes: 2MNK for products, per-element "
              "counts for the rest) at the SGEMM rate measured in the same process (a 1024^3 float32 product, the "

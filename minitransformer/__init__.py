@@ -66,6 +66,7 @@ def _mount_kernels() -> None:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
+    sys.modules[__name__].kernels = module                           # mt.kernels, as a subpackage would be
 
 
 _mount_kernels()

@@ -6,6 +6,7 @@ tests/tolerances.kernel_tol and float64 tightly. Then a whole GPT training step 
 from __future__ import annotations
 
 import contextlib
+import math
 
 import numpy as np
 import pytest
@@ -164,12 +165,28 @@ def test_gelu_gate_keeps_relative_precision_in_the_tail():
     # 1 - erf or clamps its argument returns the wrong order of magnitude there, which an absolute
     # tolerance would not notice. Relative error only; float32's own rounding of v*v sets the 2e-5.
     # float64 goes to -37 (Phi ~ 1e-300) and is held to 1e-8.
-    for dt, lo, rtol in ((np.float32, -12.5, 2e-5), (np.float64, -37.0, 1e-8)):
-        v = np.linspace(lo, 6.0, 20_001).astype(dt)
-        gate = N["gelu_forward"](v[None, :])[1][0]
-        gate_ref = R["gelu_forward"](v.astype(np.float64)[None, :])[1][0]
-        assert gate_ref.min() > 0  # the reference itself keeps the tail
-        np.testing.assert_allclose(gate, gate_ref, rtol=rtol, atol=0, err_msg=str(dt))
+    # Both tiers: the NumPy tier's float32 path is its own formula (erfcc in float32), held to fdlibm in float64.
+    for tier, kernels in (("numba", N), ("numpy", R)):
+        for dt, lo, rtol in ((np.float32, -12.5, 2e-5), (np.float64, -37.0, 1e-8)):
+            v = np.linspace(lo, 6.0, 20_001).astype(dt)
+            gate = kernels["gelu_forward"](v[None, :])[1][0]
+            gate_ref = R["gelu_forward"](v.astype(np.float64)[None, :])[1][0]
+            assert gate_ref.min() > 0  # the reference itself keeps the tail
+            np.testing.assert_allclose(gate, gate_ref, rtol=rtol, atol=0, err_msg=f"{tier} {dt}")
+
+
+@pytest.mark.parametrize("tier", ["numba", "numpy"])
+def test_gelu_of_a_0d_float32_array(tier):
+    """A scalar activation (a 0-d array) in float32: the NumPy tier's in-place float32 path needs an array."""
+    kernels = N if tier == "numba" else R
+    x = np.array(0.7, np.float32)
+    y, gate = kernels["gelu_forward"](x)
+    dx = kernels["gelu_backward"](np.array(2.0, np.float32), x, "none", gate)
+    phi = 0.5 * math.erfc(-0.7 / math.sqrt(2))
+    want_dx = 2.0 * (phi + 0.7 * math.exp(-0.245) / math.sqrt(2 * math.pi))
+    assert y.shape == dx.shape == () and y.dtype == dx.dtype == np.float32
+    np.testing.assert_allclose([float(y), float(dx)], [0.7 * phi, want_dx], rtol=1e-6)
+
 
 @st.composite
 def attention_case(draw):

@@ -88,7 +88,6 @@ test_log_softmax = op_test(lambda x, dim: x.log_softmax(dim), ref.log_softmax, s
                            elements=floats(-10, 10), covers="log_softmax", backends=True)
 
 
-
 def topk_kw(shp):
     """kwargs {k, dim, largest}: any dim of the drawn shape, k from 0 to that dim's size."""
     nd = len(shp[0])

@@ -21,6 +21,7 @@ from ._jit import fexp, pjit, prange
 def _fwd(x, rowmax, t, w, ignore_index, eps, lse, row_loss, row_w):  # noqa: ANN001, ANN202
     N, C = x.shape
     one = x.dtype.type(1.0)
+    zero = x.dtype.type(0.0)
     eps_c = eps / x.dtype.type(C)
     for n in prange(N):
         row = x[n]
@@ -36,7 +37,6 @@ def _fwd(x, rowmax, t, w, ignore_index, eps, lse, row_loss, row_w):  # noqa: ANN
             row_w[n] = 0.0
             continue
         wt = w[tn]
-        zero = row.dtype.type(0.0)
         qt = (one - eps) * wt
         # a term with a zero coefficient is 0, also where log p = -inf (the reference's q != 0 rule): a class
         # of weight 0 at a -inf logit would otherwise give 0 * inf = NaN
