@@ -104,10 +104,6 @@ NOT_MEASURED = [
 
 # (page, phrase, reason): measured figures that fail the check today; each is an expected failure of its own
 KNOWN_GAPS = [
-    ("docs/explore.md", "in **84 ms**: the median of 20 requests, one after another, on a shared two-core machine "
-     "(83.8 ms; the first request took 1.2 s, the others 57 to 114 ms)",
-     "no results file: the page's own script measures it, and nothing records its output"),
-    ("docs/explore.md", "0.53 MB of JSON", "no results file: measured with the response times"),
 ]
 
 CONSTANTS = {Decimal(c) for c in ("1", "2", "60", "100", "1000")}
