@@ -78,7 +78,7 @@ NOT_MEASURED = [
     ("docs/explore.md", "a body over 64 KiB", "a limit of the server"),
     ("docs/interop.md", "The gain is below 16x", "the ideal gain of 16 rows per step, not a measurement"),
     ("docs/interop.md", "(about 40 ms on Linux", "Linux's delayed-ACK timer, a constant of the kernel"),
-    ("docs/interop.md", "about 1.4x slower: pip install", "the text of the program's message"),
+    ("docs/interop.md", "1.4-1.8x slower: pip install", "the text of the program's message"),
     ("docs/interop.md", "(about 10 s)", "what the test costs to run, not a result of the library"),
     ("docs/reliability.md", "about 9 s", "what the tests cost to run, not a result of the library"),
     ("docs/reliability.md", "with a 1 s socket timeout", "the tests' setting"),
@@ -444,14 +444,18 @@ def test_figures_agree_with_their_results_files(page: Path) -> None:
     assert not found, message
 
 
-@pytest.mark.parametrize("page, phrase, reason", KNOWN_GAPS, ids=[f"{g[0]}:{g[1][:30]}" for g in KNOWN_GAPS])
-def test_known_gaps(page: str, phrase: str, reason: str) -> None:
+def _known_gap(page: str, phrase: str, reason: str) -> None:
     """Each known gap is still there and still fails (strict: a gap that passes must leave KNOWN_GAPS)."""
     assert _collapse(phrase) in _collapse((ROOT / page).read_text(encoding="utf-8")), f"{phrase!r} is gone"
     found = [p for p in problems_of(ROOT / page) if p.gap == _collapse(phrase)]
     if found:
         pytest.xfail(f"{reason}:\n" + "\n".join(map(str, found)))
     pytest.fail(f"{page}: {phrase!r} passes now: take it out of KNOWN_GAPS")
+
+
+if KNOWN_GAPS:  # none today; a parametrized test over an empty list would only report a skip
+    test_known_gaps = pytest.mark.parametrize(
+        "page, phrase, reason", KNOWN_GAPS, ids=[f"{g[0]}:{g[1][:30]}" for g in KNOWN_GAPS])(_known_gap)
 
 
 def test_every_exemption_names_text_on_its_page() -> None:

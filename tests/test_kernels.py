@@ -466,3 +466,22 @@ def test_row_max_equals_numpy_max(n, dt, specials, seed):
     got = _ROW_MAX[0](row, n)
     want = row[:n].max() if n else -np.inf
     assert got == want, (got, want, row[:n])  # -0.0 == 0.0: which zero wins a tie is not specified
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_a_nan_input_gives_nan_where_the_reference_does(dt):
+    """A NaN key reaches every query that sees it, as in the reference (the fast float32 exp clamped its
+    argument and turned NaN into 0, which hid the NaN a user would be looking for); a causal query before the
+    NaN key is untouched. The same for softmax."""
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((2, 6, 4)).astype(dt) for _ in range(3))
+    k[0, 3, 1] = np.nan
+    for causal in (False, True):
+        out = N["attention_forward"](q, k, v, None, 0.5, causal)[0]
+        ref = R["attention_forward"](q, k, v, None, 0.5, causal)[0]
+        np.testing.assert_array_equal(np.isnan(out), np.isnan(ref))
+        assert np.isnan(ref[0]).any() and not np.isnan(ref[1]).any()
+        np.testing.assert_allclose(out[~np.isnan(ref)], ref[~np.isnan(ref)], **kernel_tol(dt, 6))
+    x = rng.standard_normal((3, 5)).astype(dt)
+    x[1, 2] = np.nan
+    np.testing.assert_array_equal(np.isnan(N["softmax_forward"](x)), np.isnan(R["softmax_forward"](x)))

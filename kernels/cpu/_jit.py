@@ -8,7 +8,7 @@
   scalar call (~4 ns per element here); this runs at about a nanosecond, max relative error ~1e-7:
   exp(x) = 2^n * exp(r), n = round(x / ln 2), r = x - n ln 2 in [-ln2/2, ln2/2], exp(r) by a degree-6
   polynomial (Cephes expf coefficients), 2^n built directly in the float's exponent bits. Inputs below
-  -87.34 (where float32 exp underflows) give exactly 0, so exp(-inf) = 0 for masked entries.
+  -87.34 (where float32 exp underflows) give exactly 0, so exp(-inf) = 0 for masked entries; NaN gives NaN.
 """
 
 from __future__ import annotations
@@ -196,7 +196,8 @@ def fast_exp32(x):  # noqa: ANN001, ANN201
     p = p * r + numba.float32(5.0000001201e-1)
     y = p * z + r + numba.float32(1.0)
     scale = _int32_bits_as_float32((numba.int32(n) + numba.int32(127)) << numba.int32(23))
-    return y * scale if x >= lo else numba.float32(0.0)
+    r = y * scale if x >= lo else numba.float32(0.0)
+    return r if x == x else x                                   # NaN stays NaN (the clamp above would hide it)
 
 
 def fexp(x):  # noqa: ANN001, ANN201

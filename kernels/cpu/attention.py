@@ -204,7 +204,7 @@ def _softmax_update_impl(s, mask, has_mask, mrow0, causal, i0, j0, scale, m, l_s
                 row[t] = y if t < n else neg_inf
         m_old = m[b, i]
         row_top = row_max(row, n) * scale if fold_scale else row_max(row, bk)
-        m_new = max(m_old, row_top)
+        m_new = max(m_old, row_top) if row_top == row_top else row_top      # a NaN score stays NaN (max drops it)
         if m_new == neg_inf:
             row[:] = zero
             continue

@@ -373,7 +373,7 @@ def kernels_notice(values: dict[str, Any], cls: type) -> None:
         except (CheckpointError, KeyError):
             pass  # training says what is wrong with the checkpoint
     if (setting or "auto") == "auto" and "numba" not in backend.available() and distributed.world().is_main:
-        _note("Numba is not installed, so the kernels run in NumPy, about 1.4x slower: "
+        _note("Numba is not installed, so the kernels run in NumPy, 1.4-1.8x slower: "
               "pip install 'minitransformer[numba]'")
 
 
