@@ -188,6 +188,7 @@ def _softmax_update_impl(s, mask, has_mask, mrow0, causal, i0, j0, scale, m, l_s
     neg_inf = s.dtype.type(-np.inf)
     zero = s.dtype.type(0.0)
     fold_scale = not has_mask and scale > zero
+    row_scale = scale if fold_scale else s.dtype.type(1.0)                 # what the exp pass still multiplies by
     for r in prange(B * bq):
         b, i = r // bq, r % bq
         row = s[b, i]
@@ -210,17 +211,11 @@ def _softmax_update_impl(s, mask, has_mask, mrow0, causal, i0, j0, scale, m, l_s
             continue
         corr = fexp(m_old - m_new)
         total = zero
-        if fold_scale:
-            for t in range(bk):
-                p = fexp(row[t] * scale - m_new)
-                p = p if t < n else zero
-                row[t] = p
-                total += p
-        else:
-            for t in range(bk):
-                p = fexp(row[t] - m_new)                                    # exp(-inf) = 0
-                row[t] = p
-                total += p
+        for t in range(bk):                 # scaled rows (not folded) already hold -inf past the cut: exp = 0
+            p = fexp(row[t] * row_scale - m_new)
+            p = p if t < n else zero
+            row[t] = p
+            total += p
         l_sum[b, i] = l_sum[b, i] * corr + total
         m[b, i] = m_new
         if corr != 1.0:
