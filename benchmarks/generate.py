@@ -8,9 +8,9 @@ way (nanoGPT's blocks, keys and values concatenated per layer), the two alternat
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -92,19 +92,19 @@ def versus_torch(model: mt.nn.GPT, context: mt.Tensor, new: int, reps: int = 5) 
     ctx = context.numpy()
     ours_tokens = model.generate(context, 16, top_k=1).numpy()[0, ctx.shape[1]:].tolist()
     assert gen(ctx, 16) == ours_tokens, "PyTorch and minitransformer disagree on greedy tokens"
-    runs: dict[str, list[float]] = {k: [] for k in ("ours_1", "ours_n", "torch_1", "torch_n")}
+    runners = {"ours": lambda n: model.generate(context, n, top_k=1), "torch": lambda n: gen(ctx, n)}
+    runs: dict[tuple[str, int], list[float]] = {(who, n): [] for n in (1, 1 + new) for who in runners}
     for _ in range(reps):
-        for n in (1, 1 + new):
+        for (who, n), times in runs.items():                # ours and PyTorch's alternate at each length
             t0 = time.perf_counter()
-            model.generate(context, n, top_k=1)
-            runs[f"ours_{'1' if n == 1 else 'n'}"].append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            gen(ctx, n)
-            runs[f"torch_{'1' if n == 1 else 'n'}"].append(time.perf_counter() - t0)
-    med = {k: statistics.median(v) * 1e3 for k, v in runs.items()}
-    return {"ours_prompt": med["ours_1"], "torch_prompt": med["torch_1"],
-            "ours_decode": (med["ours_n"] - med["ours_1"]) / new,
-            "torch_decode": (med["torch_n"] - med["torch_1"]) / new}
+            runners[who](n)
+            times.append(time.perf_counter() - t0)
+    med = {key: statistics.median(times) * 1e3 for key, times in runs.items()}
+    out = {}
+    for who in runners:
+        out[f"{who}_prompt"] = med[who, 1]
+        out[f"{who}_decode"] = (med[who, 1 + new] - med[who, 1]) / new
+    return out
 
 
 def batched(model: mt.nn.GPT, B: int, new: int = 64, reps: int = 5) -> tuple[float, float | None]:
@@ -135,6 +135,9 @@ def batched(model: mt.nn.GPT, B: int, new: int = 64, reps: int = 5) -> tuple[flo
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "generate-cpu.md")
+    args = ap.parse_args()
     mt.backend.warmup()
     rows = []
     for name, cfg in (("baby (4x128)", dict(n_layer=4, n_head=4, n_embd=128)),
@@ -182,10 +185,7 @@ def main() -> None:
                       "same tokens, checked), alternating, medians of 5 runs.", "",
                       "| batch | ours tokens/s | PyTorch tokens/s | ratio (ours / torch) |", "|---|---|---|---|",
                       *batch_rows, ""])
-    out = ROOT / "benchmarks" / "results" / "generate-cpu.md"
-    if "--out" in sys.argv:
-        out = Path(sys.argv[sys.argv.index("--out") + 1])
-    out.write_text(text)
+    args.out.write_text(text)
     print(text)
 
 
