@@ -403,16 +403,29 @@ _SPLITTER = HalfSplitter()
 def _decode_impl(q, k, v, first, S, scale, out):  # noqa: ANN001, ANN202
     """Per (row, head): the head's keys and values from the row's first token on are taken as 2-D views and
     every loop runs from 0 (a loop over range(first, S) kept index checks inside and did not vectorise: 1.6x
-    slower at the baby's shapes)."""
+    slower at the baby's shapes). Keys go four at a time: four dot products share each load of q, and the
+    weighted sum adds four value rows per pass over the output, which it loads and stores a quarter as often
+    (0.40 -> 0.29 ms for the six layers of a 6 x 384 model at 257 keys with the cache warm, 0.65 -> 0.56 cold)."""
     B, nh, _, E = k.shape
     zero = q.dtype.type(0.0)
     for r in prange(B * nh):
         b, h = r // nh, r % nh
         f = first[b]
         n = S - f
+        n4 = n - n % 4                                                          # keys in whole groups of four
         kr, vr, qr, o = k[b, h][f:S], v[b, h][f:S], q[b, h], out[b, h]
         s = np.empty(n, q.dtype)
-        for t in range(n):
+        for t in range(0, n4, 4):
+            k0, k1, k2, k3 = kr[t], kr[t + 1], kr[t + 2], kr[t + 3]
+            a0 = a1 = a2 = a3 = zero
+            for e in range(E):
+                qe = qr[e]
+                a0 += qe * k0[e]
+                a1 += qe * k1[e]
+                a2 += qe * k2[e]
+                a3 += qe * k3[e]
+            s[t], s[t + 1], s[t + 2], s[t + 3] = a0 * scale, a1 * scale, a2 * scale, a3 * scale
+        for t in range(n4, n):
             kt = kr[t]
             acc = zero
             for e in range(E):
@@ -427,7 +440,12 @@ def _decode_impl(q, k, v, first, S, scale, out):  # noqa: ANN001, ANN202
         inv = q.dtype.type(1.0) / total
         for e in range(E):
             o[e] = zero
-        for t in range(n):
+        for t in range(0, n4, 4):
+            p0, p1, p2, p3 = s[t] * inv, s[t + 1] * inv, s[t + 2] * inv, s[t + 3] * inv
+            v0, v1, v2, v3 = vr[t], vr[t + 1], vr[t + 2], vr[t + 3]
+            for e in range(E):
+                o[e] += p0 * v0[e] + p1 * v1[e] + p2 * v2[e] + p3 * v3[e]
+        for t in range(n4, n):
             p = s[t] * inv
             vt = vr[t]
             for e in range(E):
