@@ -198,7 +198,7 @@ def main() -> None:
              "| config | threads | Linear layers | GFLOP/step | SGEMM GFLOP/s | floor ms | GEMMs alone ms | "
              "GEMMs alone / floor | best reachable: % of floor | step now ms | step now: % of floor | "
              "Linear nodes in the step ms | the rest now ms | target: % of floor | the target leaves for the rest ms | "
-             "attention's products alone ms |",
+             "attention products alone ms |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for config in ["baby"] + (["large"] if args.large else []):
         reps = args.reps if config == "baby" else max(3, args.reps // 5)
