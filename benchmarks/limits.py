@@ -1,5 +1,5 @@
-"""What this machine allows a training step, measured on the spot: the ceilings under the speed and memory
-targets of benchmarks/train_step.py, each beside what the step takes now.
+"""What this machine allows a training step and a decode step, measured on the spot: the ceilings under the
+speed and memory targets of benchmarks/train_step.py and benchmarks/generate.py, each beside what we take now.
 
 1. The GEMMs alone. Every Linear layer's three products of the step (forward x W^T, backward dY W and dY^T x),
    at the step's shapes and operand layouts (those of minitransformer/ops/linalg.py's Linear), replayed with
@@ -16,6 +16,8 @@ targets of benchmarks/train_step.py, each beside what the step takes now.
    minitransformer, after importing Numba, and after loading the compiled kernels (mt.backend.warmup(), as the
    trainer does), then the peak over training steps; the same for the NumPy tier alone (Numba never imported)
    and for PyTorch eager. One thread; each in its own process.
+3. Decode, batch 1: one token's products with the weights of the 6 x 384 GPT (every weight read once, from
+   memory: the weights do not stay in cache between tokens) beside the whole decode step, ours and PyTorch's.
 
     python benchmarks/limits.py                 # writes benchmarks/results/limits-cpu.md
     python benchmarks/limits.py --large         # also the 6-layer, 384-wide GPT of train_step.py --large
@@ -136,6 +138,43 @@ def speed_worker(config: str, reps: int) -> dict:
             "n_linear": len(shapes)}
 
 
+def decode_worker(reps: int) -> dict:
+    """The 6 x 384 GPT of benchmarks/generate.py decoding after a 256-token prompt, batch 1: our decode step and
+    PyTorch's ((time of 65 tokens - time of 1) / 64, alternating, as generate.py), and one token's products
+    with the weights alone (x W^T + b for every Linear layer in order, lm_head last), which read every weight
+    once: the part of a decode step that is the machine's memory bandwidth."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import generate
+    import numpy as np
+
+    import minitransformer as mt
+
+    mt.backend.warmup()
+    mt.manual_seed(0)
+    model = mt.nn.GPT(mt.nn.GPTConfig(block_size=512, vocab_size=65, n_layer=6, n_head=6, n_embd=384)).eval()
+    context = mt.tensor(np.random.default_rng(0).integers(0, 65, (1, 256)))
+    vs = generate.versus_torch(model, context, 64, reps) or {}
+    layers = [(m.weight.data, None if m.bias is None else m.bias.data) for m in model.modules()
+              if isinstance(m, mt.nn.Linear)]
+    xs = {w.shape[1]: np.ones((1, w.shape[1]), np.float32) for w, _ in layers}
+
+    def token() -> None:
+        for w, b in layers:
+            y = xs[w.shape[1]] @ w.T
+            if b is not None:
+                y += b
+
+    token()
+    times = []
+    for _ in range(10 * reps):
+        t0 = time.perf_counter()
+        token()
+        times.append(time.perf_counter() - t0)
+    weights_mb = sum(w.nbytes for w, _ in layers) / 2**20
+    return {"products": statistics.median(times) * 1e3, "weights_mb": weights_mb,
+            "gbps": mt.profiler.machine_peak()["gbps"], **vs}
+
+
 def memory_worker(which: str, steps: int) -> dict:
     """Resident memory (MiB) of this process at each stage: imports, the compiled kernels loaded, the peak over
     `steps` training steps of the baby GPT."""
@@ -188,9 +227,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.worker:
         kind, arg, reps = json.loads(args.worker)
-        print(json.dumps(speed_worker(arg, reps) if kind == "speed" else memory_worker(arg, reps)))
+        work = {"speed": lambda: speed_worker(arg, reps), "memory": lambda: memory_worker(arg, reps),
+                "decode": lambda: decode_worker(reps)}[kind]
+        print(json.dumps(work()))
         return
-    lines = [f"# What the machine allows a training step ({time.strftime('%Y-%m-%d')})", "",
+    lines = [f"# What the machine allows a training step and a decode step ({time.strftime('%Y-%m-%d')})", "",
              f"Machine: {cpu_model()}, {os.cpu_count()} cores. `python benchmarks/limits.py"
              f"{' --large' if args.large else ''}`; what each figure is: the script's docstring. Times are "
              "medians; the GEMMs alone and the step run in the same process, one after the other.", "",
@@ -228,6 +269,16 @@ def main() -> None:
               f"itself (the NumPy-tier process's peak minus its imports) takes "
               f"{mem['numpy']['peak'] - mem['numpy']['imports']:.0f} MB; together with the imports that is "
               f"{ours['kernels_loaded'] + mem['numpy']['peak'] - mem['numpy']['imports']:.0f} MB."]
+    d = run("decode", "6x384", 1, 5)
+    if "ours_decode" in d:
+        allowed = 0.70 * d["torch_decode"]
+        lines += ["", "## Decode, batch 1, one thread: the 6 x 384 GPT after a 256-token prompt", "",
+                  "| Linear weights MB | memory GB/s | products with the weights alone, one token ms | "
+                  "decode ms/token: ours | decode ms/token: PyTorch | ours / PyTorch | ours minus the products ms | "
+                  "0.70x PyTorch leaves beside the products ms |", "|---|---|---|---|---|---|---|---|",
+                  f"| {d['weights_mb']:.1f} | {d['gbps']:.1f} | {d['products']:.2f} | {d['ours_decode']:.2f} | "
+                  f"{d['torch_decode']:.2f} | {d['ours_decode'] / d['torch_decode']:.2f} | "
+                  f"{d['ours_decode'] - d['products']:.2f} | {allowed - d['products']:.2f} |"]
     write_report(args.out, lines)
 
 
