@@ -1,10 +1,13 @@
-"""What the benchmark scripts share: writing a results table, the machine's name, a worker's thread settings, and a
-process's memory (now and at its peak)."""
+"""What the benchmark scripts share: writing a results table, the machine's name, a worker's thread settings, a
+process's memory (now and at its peak), and the median time of a function."""
 
 from __future__ import annotations
 
 import platform
+import statistics
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -50,3 +53,15 @@ def rss_mb() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def median_ms(fn: Callable[[], object], reps: int, warmup: int = 0) -> float:
+    """fn run `warmup` times untimed, then `reps` times: the median of the timed runs, in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3

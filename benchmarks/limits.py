@@ -34,7 +34,14 @@ import sys
 import time
 from pathlib import Path
 
-from _report import cpu_model, peak_rss_mb, rss_mb, thread_env, write_report  # benchmarks/ is the script's folder
+from _report import (  # benchmarks/ is the script's folder
+    cpu_model,
+    median_ms,
+    peak_rss_mb,
+    rss_mb,
+    thread_env,
+    write_report,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = {("baby", 1): 0.85, ("baby", 2): 0.75, ("large", 1): 0.92, ("large", 2): 0.92}  # train_step.py's
@@ -63,14 +70,7 @@ def gemms_alone_ms(shapes: list[tuple[int, int, int]], reps: int) -> float:
             g @ w
             g.T @ x
 
-    for _ in range(3):
-        step()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+    return median_ms(step, reps, warmup=3)
 
 
 def attention_products_alone_ms(c: dict, reps: int) -> float:
@@ -96,14 +96,7 @@ def attention_products_alone_ms(c: dict, reps: int) -> float:
             dp @ k
             dp.transpose(0, 2, 1) @ q
 
-    for _ in range(3):
-        step()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+    return median_ms(step, reps, warmup=3)
 
 
 def speed_worker(config: str, reps: int) -> dict:
@@ -114,13 +107,7 @@ def speed_worker(config: str, reps: int) -> dict:
 
     c = train_step.CONFIGS[config]
     step = train_step.make_steps(c, ["ours"])["ours"]
-    for _ in range(3):
-        step()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
+    step_ms = median_ms(step, reps, warmup=3)
     linear = []
     for _ in range(3):                                      # the Linear nodes' share of a step, from profiles
         with mt.profiler.profile() as prof:
@@ -133,7 +120,7 @@ def speed_worker(config: str, reps: int) -> dict:
     gemms = statistics.median(gemms_alone_ms(shapes, reps) for _ in range(3))
     attention = statistics.median(attention_products_alone_ms(c, reps) for _ in range(3))
     peak = mt.profiler.machine_peak()["gflops"]
-    return {"step": statistics.median(times) * 1e3, "linear_in_step": statistics.median(linear) / 1e3,
+    return {"step": step_ms, "linear_in_step": statistics.median(linear) / 1e3,
             "gemms_alone": gemms, "attention_alone": attention, "flops": flops, "sgemm": peak,
             "n_linear": len(shapes)}
 
@@ -164,14 +151,9 @@ def decode_worker(reps: int) -> dict:
             if b is not None:
                 y += b
 
-    token()
-    times = []
-    for _ in range(10 * reps):
-        t0 = time.perf_counter()
-        token()
-        times.append(time.perf_counter() - t0)
+    products_ms = median_ms(token, 10 * reps, warmup=1)
     weights_mb = sum(w.nbytes for w, _ in layers) / 2**20
-    return {"products": statistics.median(times) * 1e3, "weights_mb": weights_mb,
+    return {"products": products_ms, "weights_mb": weights_mb,
             "gbps": mt.profiler.machine_peak()["gbps"], **vs}
 
 

@@ -18,13 +18,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from _report import cpu_model, peak_rss_mb, rss_mb, thread_env, write_report  # benchmarks/ is the script's folder
+from _report import (  # benchmarks/ is the script's folder
+    cpu_model,
+    median_ms,
+    peak_rss_mb,
+    rss_mb,
+    thread_env,
+    write_report,
+)
 from train_step import make_steps
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,14 +42,8 @@ TOKENS = 8192
 def worker(config: dict, which: str, reps: int) -> dict:
     step = make_steps(config, [which])[which]
     before = rss_mb()
-    step()
-    step()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return {"ms": statistics.median(times) * 1e3, "mem_mb": peak_rss_mb() - before}
+    ms = median_ms(step, reps, warmup=2)
+    return {"ms": ms, "mem_mb": peak_rss_mb() - before}
 
 
 def spawn(config: dict, which: str, reps: int) -> dict:
