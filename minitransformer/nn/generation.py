@@ -198,13 +198,16 @@ def sampling_distribution(logits: Any, temperature: float = 1.0, top_k: int | No
     1/temperature, only the top_k largest kept (ties with the k-th too), softmax, then only the smallest set of
     tokens, most likely first, whose probability reaches top_p (not renormalised: the draw scales to the total)."""
     # on plain float64 host arrays: sampling is not differentiated, and Tensor ops cost more than the arithmetic
-    x = to_device(logits.data if isinstance(logits, Tensor) else logits, "cpu").astype(np.float64) / temperature
+    # (one new array, then in place: a decode step's sampling is a dozen calls on a row of V numbers, each of
+    # which costs more than its arithmetic)
+    x = to_device(logits.data if isinstance(logits, Tensor) else logits, "cpu").astype(np.float64)
+    x /= temperature
     if top_k is not None:
         k = min(top_k, x.shape[-1])
-        kth = np.partition(x, -k, axis=-1)[:, -k:].min(axis=-1, keepdims=True)  # the k-th largest, (B, 1)
-        x = np.where(x < kth, -np.inf, x)
-    x = x - x.max(axis=-1, keepdims=True)                                 # max subtracted: exp cannot overflow
-    probs = np.exp(x)
+        kth = np.partition(x, -k, axis=-1)[:, -k, None]                 # the k-th largest, (B, 1)
+        x[x < kth] = -np.inf
+    x -= x.max(axis=-1, keepdims=True)                                    # max subtracted: exp cannot overflow
+    probs = np.exp(x, out=x)
     probs /= probs.sum(axis=-1, keepdims=True)                            # (B, V)
     if top_p is not None and top_p < 1.0:
         order = np.argsort(-probs, axis=-1, kind="stable")
@@ -226,7 +229,7 @@ def sample_next(logits: Any, temperature: float = 1.0, top_k: int | None = None,
     probs = sampling_distribution(logits, temperature, top_k, top_p)
     # inverse CDF, one uniform draw per row: token i when cdf[i-1] <= u * total < cdf[i]; a zero-probability
     # token has cdf[i] == cdf[i-1] and can never be drawn
-    cdf = np.cumsum(probs, axis=-1)
+    cdf = np.cumsum(probs, axis=-1, out=probs)
     u = (mt_random.generator() if rng is None else rng).random(len(cdf))[:, None] * cdf[:, -1:]
-    idx = np.minimum((cdf <= u).sum(axis=-1, keepdims=True), cdf.shape[-1] - 1)
-    return Tensor(idx.astype(np.int64))                                   # (B, 1)
+    idx = np.minimum((cdf <= u).sum(axis=-1, keepdims=True, dtype=np.int64), cdf.shape[-1] - 1)
+    return Tensor(idx)                                                    # (B, 1) int64
