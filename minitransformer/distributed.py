@@ -310,8 +310,13 @@ def _abort_on_uncaught_exception(w: World) -> Callable[..., None]:
 
 
 def destroy_process_group(group: Any = None) -> None:
-    """Leave the process group (MPI itself stays up until the process exits: it cannot start twice)."""
+    """Leave the process group (MPI itself stays up until the process exits: it cannot start twice). What the
+    rank printed is flushed now, while every rank is still running: a line still buffered when the process
+    exits (stdout is a pipe to mpiexec, so Python buffers it) was sometimes missing from mpiexec's output."""
     global _GROUP
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
     pg = _default_group(group)
     if pg.hook is not None and sys.excepthook is pg.hook:
         sys.excepthook = pg.previous_hook

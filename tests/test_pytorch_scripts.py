@@ -186,6 +186,6 @@ def test_char_train_under_ddp_with_the_run_launcher(tmp_path):
                        cwd=tmp_path, capture_output=True, text=True, env=env, timeout=240)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     sums = re.findall(r"rank (\d) weight checksum (\S+)", r.stdout)
-    assert sorted(rank for rank, _ in sums) == ["0", "1"]
+    assert sorted(rank for rank, _ in sums) == ["0", "1"], r.stdout[-3000:]
     assert sums[0][1] == sums[1][1], sums
     assert len(iters(r.stdout)) == 7 and "saved" in r.stdout        # only rank 0 logs and saves
