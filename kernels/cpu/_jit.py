@@ -26,6 +26,8 @@ import numpy as np
 from numba.core import types
 from numba.extending import intrinsic, overload
 
+from ..reference.gelu import ERFCC
+
 # Small helpers are inlined at Numba's IR level (inline="always"): left to LLVM they stay calls and the
 # loops around them do not vectorise (GELU ran 10x slower). That inlining trips an internal "pedantic"
 # scope check inside parallel loops whose warning is noise; it is silenced here and only here.
@@ -215,9 +217,7 @@ def _fexp(x):  # noqa: ANN001, ANN202
 # ---- the normal CDF for float32, vectorisable: one rational-free formula for erfc, so no branch and
 # one division. erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z/2), with P the degree-9 Chebyshev fit of
 # Numerical Recipes' erfcc (relative error below 1.2e-7 for every z >= 0, tails included).
-_ERFC_P32 = tuple(np.float32(c) for c in reversed((
-    -1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806,
-    0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277)))  # highest order first, for Horner
+_ERFC_P32 = tuple(np.float32(c) for c in reversed(ERFCC))  # highest order first, for Horner
 
 
 @jit_inline

@@ -82,8 +82,8 @@ def erfc_nonnegative(a: Any) -> Any:
     return xp.where(a < 0.84375, small, xp.where(a < 1.25, mid, tail))
 
 
-# Numerical Recipes' erfcc exponent polynomial, lowest order first
-_ERFCC = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806,
+# Numerical Recipes' erfcc exponent polynomial, lowest order first (the Numba tier's phi32 uses it too)
+ERFCC = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806,
           0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277)
 
 
@@ -95,8 +95,8 @@ def _half_erfc32(z: Any) -> Any:
     t = z * f32(0.5)
     t += f32(1.0)
     xp.reciprocal(t, out=t)                                                 # t = 1 / (1 + z/2)
-    p = xp.full_like(z, f32(_ERFCC[-1]))
-    for c in _ERFCC[-2::-1]:                                                # Horner in t
+    p = xp.full_like(z, f32(ERFCC[-1]))
+    for c in ERFCC[-2::-1]:                                                # Horner in t
         p *= t
         p += f32(c)
     z *= z
