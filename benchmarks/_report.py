@@ -1,10 +1,12 @@
 """What the benchmark scripts share: writing a results table, the machine's name, a worker's thread settings, a
-process's memory (now and at its peak), and the median time of a function."""
+process's memory (now and at its peak), the median time of a function, and a worker process's answer."""
 
 from __future__ import annotations
 
+import json
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -65,3 +67,12 @@ def median_ms(fn: Callable[[], object], reps: int, warmup: int = 0) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times) * 1e3
+
+
+def worker_result(script: str, args: list[str], env: dict[str, str]) -> dict:
+    """Run `python script *args` (a benchmark starting itself as a worker) with `env`; its answer is the JSON
+    object on the last line of its output. A failed worker stops the benchmark with the worker's stderr."""
+    proc = subprocess.run([sys.executable, script, *args], env=env, capture_output=True, text=True, check=False)
+    if proc.returncode:
+        sys.exit(proc.stderr)
+    return json.loads(proc.stdout.strip().splitlines()[-1])

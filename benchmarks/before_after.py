@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _report import thread_env, write_report  # benchmarks/ is the script's folder
+from _report import thread_env, worker_result, write_report  # benchmarks/ is the script's folder
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,11 +74,7 @@ def worker(reps: int) -> dict:
 def spawn(tree: Path, threads: int, reps: int) -> dict:
     env = {**os.environ, **thread_env(threads), "PYTHONPATH": f"{tree}{os.pathsep}{ROOT / 'benchmarks'}",
            "MT_TREE": str(tree)}
-    proc = subprocess.run([sys.executable, __file__, "--worker", str(reps)], env=env, capture_output=True,
-                          text=True, check=False)
-    if proc.returncode:
-        sys.exit(proc.stderr)
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return worker_result(__file__, ["--worker", str(reps)], env)
 
 
 def main() -> None:

@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from _report import cpu_model  # benchmarks/ is the script's folder
+from _report import cpu_model, worker_result  # benchmarks/ is the script's folder
 
 ROOT = Path(__file__).resolve().parent.parent
 WORDS = ("the model reads each sentence and turns it into a vector of numbers so that sentences with similar "
@@ -74,11 +73,7 @@ def main() -> None:
     for t in (1, 2):
         env = {**os.environ, "OMP_NUM_THREADS": str(t), "OPENBLAS_NUM_THREADS": str(t), "MKL_NUM_THREADS": str(t),
                "NUMBA_NUM_THREADS": str(t), "PYTHONPATH": str(ROOT)}
-        proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps([t, 20])], env=env,
-                              capture_output=True, text=True, check=False)
-        if proc.returncode:
-            sys.exit(proc.stderr)
-        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        r = worker_result(__file__, ["--worker", json.dumps([t, 20])], env)
         theirs = r.get("sentence-transformers")
         ratio = f"{r['ours'] / theirs:.2f}" if theirs else ""
         lines.append(f"| {t} | {r['ours']:.0f} | {f'{theirs:.0f}' if theirs else 'not installed'} | {ratio} |")

@@ -17,12 +17,10 @@ import argparse
 import json
 import os
 import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from _report import cpu_model  # benchmarks/ is the script's folder
+from _report import cpu_model, worker_result  # benchmarks/ is the script's folder
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -323,11 +321,7 @@ def main() -> None:
     for n in args.threads:
         env = {**os.environ, "OMP_NUM_THREADS": str(n), "OPENBLAS_NUM_THREADS": str(n), "MKL_NUM_THREADS": str(n),
                "NUMBA_NUM_THREADS": str(n), "PYTHONPATH": str(ROOT)}
-        cmd = [sys.executable, __file__, "--worker", str(n)] + (["--quick"] if args.quick else [])
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-        if proc.returncode:
-            sys.exit(proc.stderr)
-        results[n] = json.loads(proc.stdout.strip().splitlines()[-1])
+        results[n] = worker_result(__file__, ["--worker", str(n)] + (["--quick"] if args.quick else []), env)
     text = table(results)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

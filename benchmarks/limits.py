@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,6 +39,7 @@ from _report import (  # benchmarks/ is the script's folder
     peak_rss_mb,
     rss_mb,
     thread_env,
+    worker_result,
     write_report,
 )
 
@@ -192,11 +192,7 @@ def run(kind: str, arg: str, threads: int, reps: int) -> dict:
     env.pop("MINITRANSFORMER_BACKEND", None)
     if arg == "numpy":
         env["MINITRANSFORMER_BACKEND"] = "numpy"                                 # Numba is never imported
-    cmd = [sys.executable, __file__, "--worker", json.dumps([kind, arg, reps])]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    if proc.returncode:
-        sys.exit(proc.stderr)
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return worker_result(__file__, ["--worker", json.dumps([kind, arg, reps])], env)
 
 
 def main() -> None:

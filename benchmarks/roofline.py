@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _report import cpu_model, thread_env, write_report  # benchmarks/ is the script's folder
+from _report import cpu_model, thread_env, worker_result, write_report  # benchmarks/ is the script's folder
 from train_step import CONFIGS, make_steps
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,10 +80,7 @@ def timing_worker(config: str, reps: int, profiled: bool) -> dict:
 def spawn(threads: int, args: list[str], tree: Path = ROOT) -> dict:
     env = {**os.environ, **thread_env(threads), "PYTHONPATH": f"{tree}{os.pathsep}{ROOT / 'benchmarks'}",
            "MT_TREE": str(tree)}
-    proc = subprocess.run([sys.executable, __file__, *args], env=env, capture_output=True, text=True, check=False)
-    if proc.returncode:
-        sys.exit(proc.stderr)
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return worker_result(__file__, args, env)
 
 
 def roof(peak: dict, intensity: float) -> float:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from _report import (  # benchmarks/ is the script's folder
     peak_rss_mb,
     rss_mb,
     thread_env,
+    worker_result,
     write_report,
 )
 from train_step import make_steps
@@ -50,11 +50,7 @@ def spawn(config: dict, which: str, reps: int) -> dict:
     env = {**os.environ, **thread_env(1), "PYTHONPATH": str(ROOT)}
     if which == "torch":
         env["MT_TORCH_THREADS"] = "1"
-    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps([config, which, reps])], env=env,
-                          capture_output=True, text=True, check=False)
-    if proc.returncode:
-        sys.exit(proc.stderr)
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return worker_result(__file__, ["--worker", json.dumps([config, which, reps])], env)
 
 
 def sweep(points: list[tuple[str, dict]], libs: list[str], reps: int) -> list[dict]:

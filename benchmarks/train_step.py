@@ -14,12 +14,16 @@ import argparse
 import json
 import os
 import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from _report import cpu_model, peak_rss_mb, thread_env, write_report  # benchmarks/ is the script's folder
+from _report import (  # benchmarks/ is the script's folder
+    cpu_model,
+    peak_rss_mb,
+    thread_env,
+    worker_result,
+    write_report,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {"baby": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, vocab_size=65),
@@ -162,11 +166,7 @@ def run_worker(threads: int, config: str, which: list[str], reps: int) -> dict:
         # PyTorch's when both run) from spinning against each other; minitransformer sets it on import.
         # PyTorch alone keeps its own default (active waiting), which is faster for it.
         env.update({"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": "4"})
-    cmd = [sys.executable, __file__, "--worker", json.dumps([threads, config, which, reps])]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    if proc.returncode:
-        sys.exit(proc.stderr)
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return worker_result(__file__, ["--worker", json.dumps([threads, config, which, reps])], env)
 
 
 def alone(threads: int, config: str, reps: int, rounds: int, with_torch: bool) -> tuple[dict, dict, dict]:
